@@ -1,0 +1,612 @@
+"""HRM's puzzle-dataset directory as a library: metadata, memory-mapped reader,
+streaming atomic writer, content fingerprint.
+
+The layout is sapientinc/HRM's (``puzzle_dataset.py``): see docs/format.md.
+Everything here is numpy only, so the CLI never pays for importing torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+SPLITS = ("train", "test")
+FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+BLANK_IDENTIFIER = "<blank>"
+SIDE_TABLE = "examples.parquet"  # per-split, one row per example, optional
+PROVENANCE_KEY = "hrm_data"      # our extra key in dataset.json (HRM's loader ignores it)
+
+# name -> accepted Python types; order is HRM's PuzzleDatasetMetadata order.
+REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
+    "pad_id": (int,),
+    "ignore_label_id": (int, type(None)),
+    "blank_identifier_id": (int,),
+    "vocab_size": (int,),
+    "seq_len": (int,),
+    "num_puzzle_identifiers": (int,),
+    "total_groups": (int,),
+    "mean_puzzle_examples": (int, float),
+    "sets": (list,),
+}
+
+
+class FormatError(Exception):
+    """A dataset on disk that cannot be read as HRM's format. The message names the file and the fix."""
+
+
+@dataclass
+class Metadata:
+    """One split's dataset.json. Unknown keys are kept in ``extra`` and written back."""
+
+    pad_id: int
+    ignore_label_id: int | None
+    blank_identifier_id: int
+    vocab_size: int
+    seq_len: int
+    num_puzzle_identifiers: int
+    total_groups: int
+    mean_puzzle_examples: float
+    sets: list[str]
+    total_puzzles: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "dataset.json") -> "Metadata":
+        if not isinstance(d, dict):
+            raise FormatError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        for key, types in REQUIRED_FIELDS.items():
+            if key not in d:
+                raise FormatError(f"{source}: missing required field '{key}'; add it (see docs/format.md)")
+            value = d[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+                raise FormatError(f"{source}: field '{key}' is {value!r}; it must be {want}")
+        if not all(isinstance(s, str) for s in d["sets"]):
+            raise FormatError(f"{source}: field 'sets' must be a list of set names (strings)")
+        known = set(REQUIRED_FIELDS) | {"total_puzzles"}
+        tp = d.get("total_puzzles")
+        return cls(
+            **{k: d[k] for k in REQUIRED_FIELDS},
+            total_puzzles=tp if isinstance(tp, int) and not isinstance(tp, bool) else None,
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in REQUIRED_FIELDS}
+        d["mean_puzzle_examples"] = float(d["mean_puzzle_examples"])
+        if self.total_puzzles is not None:
+            d["total_puzzles"] = self.total_puzzles
+        d.update(self.extra)
+        return d
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.extra.get(PROVENANCE_KEY) or {})
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FormatError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({e}); rewrite it or rebuild the dataset") from None
+
+
+def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
+    """Open one .npy, memory-mapped where possible; truncated or corrupt files raise FormatError."""
+    if not path.exists():
+        raise FormatError(f"{path}: file not found; rebuild the dataset or copy the missing file")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise FormatError(f"{path}: unreadable .npy ({e}); the file is truncated or corrupt, rebuild it") from None
+    return arr
+
+
+@dataclass
+class SetArrays:
+    """The five arrays of one set of one split. inputs/labels are memory-mapped."""
+
+    name: str
+    inputs: np.ndarray
+    labels: np.ndarray
+    puzzle_identifiers: np.ndarray
+    puzzle_indices: np.ndarray
+    group_indices: np.ndarray
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def num_puzzles(self) -> int:
+        return int(self.puzzle_identifiers.shape[0])
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.group_indices.shape[0]) - 1
+
+    def groups(self) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
+        """Walk groups -> puzzles -> examples: yields, per group, [(identifier, inputs, labels), ...]."""
+        gi, pi = self.group_indices, self.puzzle_indices
+        for g in range(self.num_groups):
+            yield [
+                (int(self.puzzle_identifiers[p]), self.inputs[pi[p]:pi[p + 1]], self.labels[pi[p]:pi[p + 1]])
+                for p in range(int(gi[g]), int(gi[g + 1]))
+            ]
+
+    def example_puzzle(self) -> np.ndarray:
+        """Puzzle index of every example, (N,)."""
+        sizes = np.diff(self.puzzle_indices.astype(np.int64))
+        return np.repeat(np.arange(self.num_puzzles, dtype=np.int64), sizes)
+
+
+class Split:
+    """One split folder (train/ or test/): metadata plus its sets, arrays opened lazily."""
+
+    def __init__(self, root: Path, name: str):
+        self.root = Path(root)
+        self.name = name
+        self.path = self.root / name
+        self.metadata = Metadata.from_dict(read_json(self.path / "dataset.json"), str(self.path / "dataset.json"))
+        self._sets: dict[str, SetArrays] = {}
+
+    def array_path(self, set_name: str, field_name: str) -> Path:
+        return self.path / f"{set_name}__{field_name}.npy"
+
+    def set(self, set_name: str) -> SetArrays:
+        if set_name not in self._sets:
+            arrays = {f: load_npy(self.array_path(set_name, f), mmap=f in ("inputs", "labels")) for f in FIELDS}
+            self._sets[set_name] = SetArrays(set_name, **arrays)
+        return self._sets[set_name]
+
+    @property
+    def sets(self) -> dict[str, SetArrays]:
+        return {s: self.set(s) for s in self.metadata.sets}
+
+    def side_table(self):
+        """The per-example table (pandas DataFrame) if the builder wrote one, else None."""
+        p = self.path / SIDE_TABLE
+        if not p.exists():
+            return None
+        import pandas as pd  # deferred: pandas costs ~0.3 s to import
+        return pd.read_parquet(p)
+
+
+class Dataset:
+    """A dataset directory: identifiers.json plus train/ and test/."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FormatError(f"{self.path}: no such dataset directory")
+        self._splits: dict[str, Split] = {}
+
+    @property
+    def identifiers(self) -> list[str]:
+        ids = read_json(self.path / "identifiers.json")
+        if not isinstance(ids, list):
+            raise FormatError(f"{self.path / 'identifiers.json'}: expected a JSON list of names")
+        return ids
+
+    def has_split(self, name: str) -> bool:
+        return (self.path / name / "dataset.json").exists()
+
+    def split(self, name: str) -> Split:
+        if name not in self._splits:
+            if not (self.path / name).is_dir():
+                raise FormatError(f"{self.path / name}: split folder missing; a dataset needs train/ and test/")
+            self._splits[name] = Split(self.path, name)
+        return self._splits[name]
+
+    @property
+    def train(self) -> Split:
+        return self.split("train")
+
+    @property
+    def test(self) -> Split:
+        return self.split("test")
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.path)
+
+
+def open_dataset(path: str | os.PathLike) -> Dataset:
+    return Dataset(path)
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_rows: int = 1 << 16) -> None:
+    # Values, not bytes-on-disk: the same tokens stored as uint8 or int32 hash alike.
+    arr = np.asarray(arr)
+    h.update(f"{arr.shape}".encode())
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        return
+    row = int(np.prod(arr.shape[1:], dtype=np.int64)) or 1
+    step = max(1, (chunk_rows * 81) // row)
+    for s in range(0, arr.shape[0], step):
+        h.update(np.ascontiguousarray(arr[s:s + step], dtype=np.int64).tobytes())
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """Content hash of a dataset: identifiers, HRM metadata fields and every array's values.
+
+    Provenance keys are left out, so rebuilding the same content gives the same fingerprint
+    and a checkpoint can tell whether it is being resumed on the data it was trained on.
+    """
+    ds = Dataset(path)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(ds.identifiers).encode())
+    for split_name in SPLITS:
+        if not ds.has_split(split_name):
+            continue
+        sp = ds.split(split_name)
+        meta = {k: sp.metadata.to_dict()[k] for k in REQUIRED_FIELDS}
+        h.update(split_name.encode() + json.dumps(meta, sort_keys=True).encode())
+        for set_name in sp.metadata.sets:
+            arrays = sp.set(set_name)
+            for f in FIELDS:
+                h.update(f.encode())
+                _hash_array(h, getattr(arrays, f))
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- writer
+
+def smallest_uint(max_value: int) -> np.dtype:
+    """Smallest integer dtype HRM's loader accepts that holds 0..max_value."""
+    for dt in (np.uint8, np.uint16, np.int32):
+        if max_value <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+_NPY_HEADER_LEN = 128  # bytes; room for any 2-D shape, rewritten in place when the file closes
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (dtype.str, tuple(shape))
+    body_len = _NPY_HEADER_LEN - 10
+    d = d.ljust(body_len - 1) + "\n"
+    assert len(d) == body_len, "shape too large for reserved .npy header"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", body_len) + d.encode("latin1")
+
+
+class _NpyAppender:
+    """A .npy file written row block by row block; the header is fixed up on close."""
+
+    def __init__(self, path: Path, dtype: np.dtype, row_shape: tuple[int, ...]):
+        self.path, self.dtype, self.row_shape, self.rows = path, np.dtype(dtype), tuple(row_shape), 0
+        self.f = open(path, "wb")
+        self.f.write(_npy_header(self.dtype, (0, *self.row_shape)))
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        if block.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected {self.row_shape}")
+        self.f.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        self.f.seek(0)
+        self.f.write(_npy_header(self.dtype, (self.rows, *self.row_shape)))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+
+@dataclass
+class Puzzle:
+    """One puzzle: an identifier name and its examples, (n, seq_len) arrays of token ids."""
+
+    identifier: str
+    inputs: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class Group:
+    """Puzzles that are variants of one base example (HRM samples one puzzle per group per epoch).
+
+    ``key`` names the base example (e.g. a scenario hash) so validate can check it never
+    crosses splits; ``rows`` are optional per-example side-table rows, one dict per example.
+    """
+
+    puzzles: list[Puzzle]
+    key: str | None = None
+    rows: list[dict[str, Any]] | None = None
+
+
+class DatasetExistsError(FileExistsError):
+    pass
+
+
+class DatasetWriter:
+    """Streams groups into a new dataset and commits it atomically.
+
+    Everything goes into a hidden temporary folder beside the target; ``close()`` renames it
+    into place, so a crash or kill leaves nothing at the target path. Metadata counts are
+    computed here, never taken from the builder.
+
+        with DatasetWriter("data/x", vocab_size=12, seq_len=81, pad_id=0) as w:
+            with w.split("train") as s:
+                s.add_group(Group([Puzzle("p1", inputs, labels)]))
+    """
+
+    def __init__(self, path: str | os.PathLike, *, vocab_size: int, seq_len: int, pad_id: int = 0,
+                 ignore_label_id: int | None = 0, identifiers: Sequence[str] = (), force: bool = False,
+                 extra: dict[str, Any] | None = None, set_name: str = "all"):
+        self.path = Path(path)
+        if self.path.exists() and not force:
+            raise DatasetExistsError(f"{self.path}: already exists; pass --force to replace it, or choose another --out")
+        self.vocab_size, self.seq_len, self.pad_id, self.ignore_label_id = vocab_size, seq_len, pad_id, ignore_label_id
+        self.set_name = set_name
+        self.extra = dict(extra or {})
+        self.identifiers: list[str] = [BLANK_IDENTIFIER]
+        self._ids: dict[str, int] = {BLANK_IDENTIFIER: 0}
+        for name in identifiers:
+            self.identifier_id(name)
+        self.token_dtype = smallest_uint(max(vocab_size - 1, ignore_label_id or 0, pad_id))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(self.path)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-", dir=self.path.parent))
+        self._splits: dict[str, SplitWriter] = {}
+        self._closed = False
+
+    def identifier_id(self, name: str) -> int:
+        if name not in self._ids:
+            self._ids[name] = len(self.identifiers)
+            self.identifiers.append(name)
+        return self._ids[name]
+
+    def split(self, name: str) -> "SplitWriter":
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
+        if name in self._splits:
+            raise ValueError(f"split {name!r} already written")
+        self._splits[name] = SplitWriter(self, name)
+        return self._splits[name]
+
+    def close(self) -> Path:
+        """Finish every split, write identifiers.json and the fingerprint, rename into place."""
+        if self._closed:
+            return self.path
+        for name in SPLITS:
+            if name not in self._splits:
+                self.split(name)  # an empty split still gets its files: HRM's loader needs both
+        for sw in self._splits.values():
+            sw.close()
+        with open(self.tmp / "identifiers.json", "w") as f:
+            json.dump(self.identifiers, f)
+        for sw in self._splits.values():
+            sw.write_metadata(None)
+        fp = fingerprint(self.tmp)  # provenance is not hashed, so writing it in afterwards is safe
+        for sw in self._splits.values():
+            sw.write_metadata(fp)
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
+            os.rename(self.path, old)
+        os.rename(self.tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        for sw in self._splits.values():
+            sw.abort()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Temp folders left by a killed writer (its pid no longer alive) are removed."""
+    for p in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            pid = int(p.name.split(".tmp-")[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+class SplitWriter:
+    def __init__(self, parent: DatasetWriter, name: str):
+        self.parent, self.name = parent, name
+        self.dir = parent.tmp / name
+        self.dir.mkdir()
+        s, S = parent.set_name, parent.seq_len
+        dt = parent.token_dtype
+        self._inputs = _NpyAppender(self.dir / f"{s}__inputs.npy", dt, (S,))
+        self._labels = _NpyAppender(self.dir / f"{s}__labels.npy", dt, (S,))
+        self._pids: list[np.ndarray] = []
+        self._psizes: list[np.ndarray] = []
+        self._gsizes: list[int] = []
+        self.num_examples = 0
+        self._rows: dict[str, list] = {}
+        self._row_count = 0
+        self._parquet = None
+        self._closed = False
+
+    def add_group(self, group: Group | Sequence[Puzzle]) -> None:
+        if not isinstance(group, Group):
+            group = Group(list(group))
+        if not group.puzzles:
+            raise ValueError("a group needs at least one puzzle")
+        S = self.parent.seq_len
+        sizes = []
+        for pz in group.puzzles:
+            x, y = np.asarray(pz.inputs), np.asarray(pz.labels)
+            if x.ndim == 1:
+                x, y = x[None], y[None]
+            if x.shape != y.shape or x.ndim != 2 or x.shape[1] != S or x.shape[0] == 0:
+                raise ValueError(f"puzzle {pz.identifier!r}: inputs {x.shape} and labels {y.shape} "
+                                 f"must both be (n>=1, seq_len={S})")
+            self._check_range(pz.identifier, x, y)
+            self._inputs.append(x)
+            self._labels.append(y)
+            sizes.append(x.shape[0])
+        self._pids.append(np.array([self.parent.identifier_id(p.identifier) for p in group.puzzles], np.int32))
+        self._psizes.append(np.array(sizes, np.int64))
+        self._gsizes.append(len(group.puzzles))
+        n = int(sum(sizes))
+        self.num_examples += n
+        if group.rows is not None or group.key is not None:
+            rows = group.rows if group.rows is not None else [{} for _ in range(n)]
+            if len(rows) != n:
+                raise ValueError(f"group {group.key!r}: {len(rows)} side-table rows for {n} examples")
+            self._add_rows(rows, group.key, n)
+
+    def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
+        V, ign = self.parent.vocab_size, self.parent.ignore_label_id
+        if x.min() < 0 or x.max() >= V:
+            raise ValueError(f"puzzle {ident!r}: input token out of range [0, {V})")
+        bad = (y < 0) | (y >= V)
+        if ign is not None:
+            bad &= y != ign
+        if bad.any():
+            raise ValueError(f"puzzle {ident!r}: label token out of range [0, {V}) and not ignore_label_id")
+
+    def _add_rows(self, rows: list[dict], key: str | None, n: int) -> None:
+        first = self._row_count
+        if first != self.num_examples - n:
+            raise ValueError("side-table rows must be given for every group or for none")
+        for i, r in enumerate(rows):
+            r = dict(r)
+            r.setdefault("example", first + i)
+            if key is not None:
+                r.setdefault("group_key", key)
+            for k in set(self._rows) | set(r):
+                self._rows.setdefault(k, [None] * (self._row_count + i - first))
+            for k in self._rows:
+                self._rows[k].append(r.get(k))
+        self._row_count += n
+        if len(next(iter(self._rows.values()), [])) >= 65536:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        if not self._rows or not len(next(iter(self._rows.values()))):
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        table = pa.table(self._rows)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.dir / SIDE_TABLE, table.schema)
+        else:
+            table = table.cast(self._parquet.schema)
+        self._parquet.write_table(table)
+        self._rows = {k: [] for k in self._rows}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._inputs.close()
+        self._labels.close()
+        s = self.parent.set_name
+        psizes = np.concatenate(self._psizes) if self._psizes else np.zeros(0, np.int64)
+        pids = np.concatenate(self._pids) if self._pids else np.zeros(0, np.int32)
+        np.save(self.dir / f"{s}__puzzle_identifiers.npy", pids.astype(np.int32))
+        np.save(self.dir / f"{s}__puzzle_indices.npy", np.concatenate([[0], np.cumsum(psizes)]).astype(np.int32))
+        np.save(self.dir / f"{s}__group_indices.npy",
+                np.concatenate([[0], np.cumsum(np.array(self._gsizes, np.int64))]).astype(np.int32))
+        if self._row_count and self._row_count != self.num_examples:
+            raise ValueError(f"{self.name}: side-table rows given for {self._row_count} of {self.num_examples} examples")
+        self._flush_rows()
+        if self._parquet is not None:
+            self._parquet.close()
+        self.num_puzzles, self.num_groups = int(pids.shape[0]), len(self._gsizes)
+        self._closed = True
+
+    def write_metadata(self, fp: str | None) -> None:
+        p = self.parent
+        extra = dict(p.extra)
+        prov = dict(extra.get(PROVENANCE_KEY) or {})
+        if fp is not None:
+            prov["fingerprint"] = fp
+        extra[PROVENANCE_KEY] = prov
+        meta = Metadata(
+            pad_id=p.pad_id, ignore_label_id=p.ignore_label_id, blank_identifier_id=0,
+            vocab_size=p.vocab_size, seq_len=p.seq_len, num_puzzle_identifiers=len(p.identifiers),
+            total_groups=self.num_groups,
+            mean_puzzle_examples=(self.num_examples / self.num_puzzles) if self.num_puzzles else 0.0,
+            sets=[p.set_name], total_puzzles=self.num_puzzles, extra=extra,
+        )
+        write_metadata(self.dir, meta)
+
+    def abort(self) -> None:
+        for a in (self._inputs, self._labels):
+            if not a.f.closed:
+                a.f.close()
+        if self._parquet is not None:
+            self._parquet.close()
+
+    def __enter__(self) -> "SplitWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def write_metadata(split_dir: Path, meta: Metadata) -> None:
+    with open(Path(split_dir) / "dataset.json", "w") as f:
+        json.dump(meta.to_dict(), f, indent=2)
+        f.write("\n")
+
+
+def write_arrays(path: str | os.PathLike, splits: dict[str, dict[str, np.ndarray]], *, vocab_size: int,
+                 identifiers: Sequence[str] = (BLANK_IDENTIFIER,), pad_id: int = 0,
+                 ignore_label_id: int | None = 0, set_name: str = "all",
+                 metadata_overrides: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write raw arrays exactly as given (no checks, no atomic rename).
+
+    For tests and importers that must reproduce a layout byte for byte, including broken
+    ones; builders use DatasetWriter instead.
+    """
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "identifiers.json", "w") as f:
+        json.dump(list(identifiers), f)
+    for split_name, arrays in splits.items():
+        d = root / split_name
+        d.mkdir(exist_ok=True)
+        for k, v in arrays.items():
+            np.save(d / f"{set_name}__{k}.npy", v)
+        P = int(arrays["puzzle_identifiers"].shape[0])
+        N = int(arrays["inputs"].shape[0])
+        meta = dict(pad_id=pad_id, ignore_label_id=ignore_label_id, blank_identifier_id=0, vocab_size=vocab_size,
+                    seq_len=int(arrays["inputs"].shape[1]), num_puzzle_identifiers=len(identifiers),
+                    total_groups=int(arrays["group_indices"].shape[0]) - 1,
+                    mean_puzzle_examples=N / P if P else 0.0, sets=[set_name])
+        meta.update((metadata_overrides or {}).get(split_name, {}))
+        with open(d / "dataset.json", "w") as f:
+            json.dump(meta, f)
+    return root
