@@ -96,8 +96,9 @@ def sparse_sign_sgd_(local_grad: torch.Tensor, local_ids: torch.Tensor, weights:
         n, d = local_grad.shape
         all_grad = local_grad.new_empty(world_size * n, d)
         all_ids = local_ids.new_empty(world_size * n)
-        dist.all_gather_into_tensor(all_grad, local_grad.contiguous())
-        dist.all_gather_into_tensor(all_ids, local_ids.contiguous())
+        all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in torch 2.13
+        all_gather(all_grad, local_grad.contiguous())
+        all_gather(all_ids, local_ids.contiguous())
 
     uniq, inv = all_ids.unique(return_inverse=True)
     grad = all_grad.new_zeros(uniq.shape[0], all_grad.shape[1])
