@@ -75,7 +75,7 @@ def pack_batches(sizes: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nda
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     n = sizes.shape[0]
-    if n and sizes.max() == 1:  # the common case: single-example puzzles
+    if n and sizes.min() == sizes.max() == 1:  # the common case: single-example puzzles
         steps = n // batch_size
         return np.arange(steps + 1, dtype=np.int64) * batch_size, np.ones(steps, np.int64)
     cs = np.concatenate([[0], np.cumsum(sizes)])
@@ -140,7 +140,7 @@ class GroupSampler:
         puzzles, sizes = plan.puzzles[a:b], plan.sizes[a:b]
         take = sizes.copy()
         take[-1] = plan.last_take[k]
-        if sizes.max() == 1:
+        if sizes.min() == sizes.max() == 1:
             rows, row_puzzle = puzzle_indices[puzzles], puzzles
         else:
             rng = np.random.Generator(np.random.Philox(key=stream, counter=[0, 0, k, 1]))

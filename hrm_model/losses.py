@@ -1,7 +1,7 @@
 """Losses of HRM (sapientinc/HRM ``models/losses.py``): stablemax / softmax cross-entropy and the ACT loss head."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -232,7 +232,7 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
     ``halt_max_steps``; eval always runs ``halt_max_steps`` segments.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: "HRMConfig | Mapping[str, Any]"):
         super().__init__()
         self.config = config if isinstance(config, HRMConfig) else HRMConfig.from_dict(config)
         self.inner = HierarchicalReasoningModel_ACTV1_Inner(self.config)

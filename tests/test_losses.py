@@ -11,6 +11,15 @@ from hrm_model.losses import (IGNORE_LABEL_ID, ACTLossHead, log_stablemax, softm
                               stablemax_cross_entropy)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead, badly so on a loaded 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_stablemax_float64_matches_direct_formula():
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(3, 5, 11, generator=g) * 30).to(torch.bfloat16)  # large magnitudes, low precision input

@@ -10,6 +10,16 @@ from hrm_model.losses import ACTLossHead  # noqa: E402
 from hrm_model.model import (HierarchicalReasoningModel_ACTV1, HRMConfig, build_model, count_parameters,  # noqa: E402
                              export_reference_state_dict, load_reference_state_dict)
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead, badly so on a loaded 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 PAPER_ARCH = dict(hidden_size=512, num_heads=8, expansion=4, H_layers=4, L_layers=4, H_cycles=2, L_cycles=2,
                   puzzle_emb_ndim=512, pos_encodings="rope", halt_max_steps=16, halt_exploration_prob=0.1)
 TINY_ARCH = dict(hidden_size=32, num_heads=2, expansion=2, H_layers=1, L_layers=2, H_cycles=2, L_cycles=3,

@@ -1,0 +1,1 @@
+"""First-party dataset builders for hrm-data (installed as the package ``hrm_builders``)."""

@@ -1,0 +1,183 @@
+"""Checkpoints: the full training state, written atomically, and the reference's bare weight files.
+
+A checkpoint (``runs/NAME/checkpoints/step_00000123.pt``) is one ``torch.save`` of a dict:
+
+* ``model``: the model state dict, keyed like the reference's uncompiled ``ACTLossHead``
+  (``model.inner.…``), puzzle-embedding table included;
+* ``optimizers``: state dicts of the sparse sign-SGD and AdamATan2 optimizers;
+* ``step``, ``sampler`` (:class:`hrm_data.sampler.SamplerState` as a dict: the next batch),
+  ``rng`` (torch CPU / CUDA generator states), ``carry`` (the ACT carry: rows persist across
+  batches, so exact resumption needs it), ``ema`` (EMA weights or None), ``config``,
+  ``fingerprint`` (dataset content hash), ``plan`` and ``format_version``.
+
+Files are written to a temporary file in the same folder and renamed into place, so a kill
+leaves either the previous checkpoint or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+CKPT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; one-line message for the user."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
+    return Path(run_dir) / CKPT_DIR / f"step_{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    d = Path(run_dir) / CKPT_DIR
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():  # a run folder: its newest checkpoint
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"{path}: no checkpoints in {path / CKPT_DIR}")
+        path = latest
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated / not a torch file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    return obj
+
+
+def is_full_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format_version") is not None and "model" in obj and "optimizers" in obj
+
+
+def weights_of(obj: Any) -> "OrderedDict[str, torch.Tensor]":
+    """Model weights from a full checkpoint or a bare state dict (reference ``step_N`` file)."""
+    if is_full_checkpoint(obj):
+        return obj["model"]
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return OrderedDict(obj)
+    raise CheckpointError("not a model state dict or an hrm-train checkpoint")
+
+
+def check_fingerprint(saved: str | None, current: str, force: bool, what: str = "checkpoint") -> str | None:
+    """Refuse (CheckpointError) a checkpoint from other data unless ``force``; returns a warning or None."""
+    if saved is None or saved == current:
+        return None
+    msg = (f"{what} was trained on a dataset with fingerprint {saved}, this dataset has {current}")
+    if not force:
+        raise CheckpointError(msg + "; pass force=true to use it anyway")
+    return msg + " (force=true: continuing)"
+
+
+# ----------------------------------------------------------------------------- ACT carry
+
+def carry_to_state(carry: Any) -> Any:
+    """The ACT carry (nested dataclasses / dicts of tensors) as plain dicts of CPU tensors."""
+    if carry is None:
+        return None
+    if dataclasses.is_dataclass(carry):
+        return {f.name: carry_to_state(getattr(carry, f.name)) for f in dataclasses.fields(carry)}
+    if isinstance(carry, dict):
+        return {k: carry_to_state(v) for k, v in carry.items()}
+    if isinstance(carry, torch.Tensor):
+        return carry.detach().cpu().clone()
+    return carry
+
+
+def carry_from_state(template: Any, state: Any, device: torch.device) -> Any:
+    """Fill a freshly made carry (``model.initial_carry(batch)``) with saved tensors."""
+    if dataclasses.is_dataclass(template):
+        return type(template)(**{f.name: carry_from_state(getattr(template, f.name), state[f.name], device)
+                                 for f in dataclasses.fields(template)})
+    if isinstance(template, dict):
+        return {k: carry_from_state(v, state[k], device) for k, v in template.items()}
+    if isinstance(template, torch.Tensor):
+        if tuple(state.shape) != tuple(template.shape):
+            raise CheckpointError(f"saved carry has shape {tuple(state.shape)}, model needs {tuple(template.shape)}"
+                                  " (different batch size or world size?)")
+        return state.to(device=device, dtype=template.dtype)
+    return state
+
+
+# ----------------------------------------------------------------------------- RNG
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except Exception:
+            pass
+
+
+# ----------------------------------------------------------------------------- export
+
+def export_weights(obj: Any, out: str | os.PathLike, *, compiled_prefix: bool = False, ema: bool = False) -> Path:
+    """Write the reference's bare weight file (``torch.save`` of the state dict) from a checkpoint.
+
+    ``compiled_prefix`` adds ``_orig_mod.`` to every key, as the reference's files have when it
+    trained with torch.compile (its loader needs that); ``ema`` exports the EMA weights.
+    """
+    if ema:
+        if not is_full_checkpoint(obj) or obj.get("ema") is None:
+            raise CheckpointError("checkpoint has no EMA weights (train with ema=true)")
+        sd = OrderedDict(obj["model"])
+        sd.update(obj["ema"])
+    else:
+        sd = weights_of(obj)
+    prefix = "_orig_mod." if compiled_prefix else ""
+    out_sd = OrderedDict((prefix + k, v.detach().cpu()) for k, v in sd.items())
+    return atomic_save(out_sd, out)

@@ -1,0 +1,172 @@
+"""`hrm-train`: train, resume, evaluate and export HRM models on hrm-data datasets.
+
+\b
+  hrm-train DATA [--config FILE.yaml] [key=value ...]     train (the default command)
+  hrm-train --resume runs/NAME [key=value ...]             continue a run from its newest checkpoint
+  hrm-train --eval-only --checkpoint PATH [DATA] [key=value ...]
+  hrm-train export runs/NAME|CHECKPOINT --out step_N       the reference's bare weight file
+  hrm-train keys                                           every config key with its default
+
+Exit codes: 0 ok, 1 the run failed (e.g. NaN loss), 2 bad input (unknown key, invalid dataset,
+plan error, unusable checkpoint).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+class BadInput(click.ClickException):
+    exit_code = 2
+
+
+class DefaultGroup(click.Group):
+    """A group whose unknown first word (a dataset path, an option) goes to the ``train`` command."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help", "--version")):
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=DefaultGroup, context_settings=CONTEXT, help=__doc__)
+@click.version_option(package_name="hrm-data")
+def main() -> None:
+    pass
+
+
+def _fail(e, echo_details: bool = True):
+    from .train import TrainError
+    if isinstance(e, TrainError):
+        if echo_details and e.details:
+            click.echo(e.details, err=True)
+        if e.exit_code == 2:
+            raise BadInput(str(e))
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+    raise e
+
+
+def _split_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    positional = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    return positional, overrides
+
+
+@main.command("train", context_settings={**CONTEXT, "ignore_unknown_options": False})
+@click.argument("args", nargs=-1)
+@click.option("--config", "config_file", type=click.Path(), default=None, help="YAML file of config keys.")
+@click.option("--resume", "resume", type=click.Path(), default=None, metavar="RUN",
+              help="Continue the run in folder RUN from its newest checkpoint.")
+@click.option("--eval-only", is_flag=True, help="Evaluate --checkpoint on the test split, no training.")
+@click.option("--checkpoint", "checkpoint", type=click.Path(), default=None,
+              help="Checkpoint (or run folder, or reference step_N file) for --eval-only.")
+@click.option("--out", "out", type=click.Path(), default=None, help="With --eval-only: folder for predictions.")
+def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
+    """Train on DATA. ARGS: the dataset folder, then key=value overrides (see `hrm-train keys`)."""
+    from .config import ConfigError, RESUME_MUTABLE, flatten, load_file, parse_overrides, resolve, unflatten, validate_values
+    positional, items = _split_args(args)
+    if len(positional) > 1:
+        raise BadInput(f"expected one dataset folder, got {positional}; config values are key=value")
+    data = positional[0] if positional else None
+    try:
+        overrides = parse_overrides(items)
+        file_flat = load_file(config_file) if config_file else {}
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+
+    from . import train as T
+    if resume is not None:
+        import yaml
+        cfg_path = Path(resume) / "config.yaml"
+        if not cfg_path.exists():
+            raise BadInput(f"{resume}: not a run folder (no config.yaml)")
+        saved = yaml.safe_load(cfg_path.read_text())
+        data = data or saved.pop("data_path", None)
+        saved.pop("data_path", None)
+        changed = {k: v for k, v in {**file_flat, **overrides}.items() if k not in RESUME_MUTABLE}
+        if changed:
+            raise BadInput(f"cannot change {', '.join(sorted(changed))} when resuming "
+                           f"(allowed: {', '.join(sorted(RESUME_MUTABLE))})")
+        flat = flatten(saved)
+        flat.update(file_flat)
+        flat.update(overrides)
+        try:
+            validate_values(flat)
+        except ConfigError as e:
+            raise BadInput(str(e)) from None
+        try:
+            T.run(data, unflatten(flat), resume=resume, echo=click.echo)
+        except T.TrainError as e:
+            _fail(e)
+        return
+
+    import torch
+    gpu = torch.cuda.is_available()
+    if eval_only:
+        if checkpoint is None:
+            raise BadInput("--eval-only needs --checkpoint PATH")
+        cfg = None
+        if file_flat or overrides:
+            try:
+                cfg, _ = resolve(file_flat, overrides, gpu_available=gpu)
+            except ConfigError as e:
+                raise BadInput(str(e)) from None
+        try:
+            T.eval_only(checkpoint, data, cfg, echo=click.echo, out_dir=out)
+        except T.TrainError as e:
+            _fail(e)
+        return
+    if checkpoint is not None:
+        raise BadInput("--checkpoint is for --eval-only; to start from weights use init_from=PATH, "
+                       "to continue a run use --resume RUN")
+    if data is None:
+        raise BadInput("missing DATA: the dataset folder to train on (e.g. hrm-train data/city epochs=100)")
+    try:
+        cfg, notes = resolve(file_flat, overrides, gpu_available=gpu)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    try:
+        T.run(data, cfg, echo=click.echo, notes=notes)
+    except T.TrainError as e:
+        _fail(e)
+
+
+@main.command("export")
+@click.argument("source", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="File to write (e.g. step_750).")
+@click.option("--compiled-prefix", is_flag=True,
+              help="Prefix keys with _orig_mod. as the reference's torch.compile'd checkpoints are.")
+@click.option("--ema", is_flag=True, help="Export the EMA weights (runs trained with ema=true).")
+def export_cmd(source, out, compiled_prefix, ema) -> None:
+    """Write the reference's bare weight file (torch.save of the state dict) from a run or checkpoint.
+
+    SOURCE is a run folder (its newest checkpoint) or a checkpoint file. Load it back with
+    init_from=PATH, or in sapientinc/HRM's evaluate.py / pretrain.py.
+    """
+    from . import checkpoint as ckpt
+    try:
+        obj = ckpt.load(source)
+        path = ckpt.export_weights(obj, out, compiled_prefix=compiled_prefix, ema=ema)
+    except ckpt.CheckpointError as e:
+        raise BadInput(str(e)) from None
+    step = obj.get("step") if ckpt.is_full_checkpoint(obj) else None
+    click.echo(f"wrote {path}" + (f" (step {step})" if step is not None else ""))
+
+
+@main.command("keys")
+def keys_cmd() -> None:
+    """List every config key with its default."""
+    from .config import PRESETS, key_table
+    for k, v in key_table():
+        click.echo(f"{k:32s} {v!r}")
+    click.echo("\npresets: " + ", ".join(sorted(PRESETS)))
+
+
+if __name__ == "__main__":
+    main()

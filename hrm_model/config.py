@@ -1,0 +1,261 @@
+"""The trainer's configuration: the reference's keys and defaults, our own keys, presets,
+``key=value`` overrides and a YAML file, merged and checked.
+
+Precedence (later wins): defaults < preset < ``--config FILE.yaml`` < ``key=value`` overrides.
+A preset named in the file or the overrides is applied first, under everything the user wrote.
+Every value given as text is parsed with ``yaml.safe_load`` (``lr=3e-4`` is a float,
+``compile=false`` a bool, ``run_name=null`` None). Unknown keys are errors with a suggestion.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration the trainer will not run: the message is one line, for the user."""
+
+
+# The reference's published configuration: config/cfg_pretrain.yaml + config/arch/hrm_v1.yaml.
+PAPER_ARCH: dict[str, Any] = {
+    "H_cycles": 2, "L_cycles": 2, "H_layers": 4, "L_layers": 4,
+    "hidden_size": 512, "num_heads": 8, "expansion": 4, "puzzle_emb_ndim": 512,
+    "pos_encodings": "rope", "halt_max_steps": 16, "halt_exploration_prob": 0.1,
+    "forward_dtype": None, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "loss": {"loss_type": "stablemax_cross_entropy"},
+}
+PAPER_TRAIN: dict[str, Any] = {
+    "global_batch_size": 768, "epochs": 100000, "eval_interval": 10000, "checkpoint_every_eval": True,
+    "lr": 1e-4, "lr_min_ratio": 1.0, "lr_warmup_steps": 2000,
+    "beta1": 0.9, "beta2": 0.95, "weight_decay": 0.1,
+    "puzzle_emb_lr": 1e-2, "puzzle_emb_weight_decay": 0.1,
+}
+
+DEFAULTS: dict[str, Any] = {
+    # -- the reference's keys (same names, same meanings, same defaults as cfg_pretrain.yaml,
+    #    except eval_interval: null = evaluate once, at the end; preset=paper sets 10000)
+    **PAPER_TRAIN,
+    "eval_interval": None,
+    "seed": 0,
+    "lr_warmup_examples": None,   # the user's rule: warmup in examples -> ceil(examples / global_batch_size) steps
+    "arch": copy.deepcopy(PAPER_ARCH),
+    # -- ours
+    "preset": None,               # paper | cpu-small
+    "run_name": None,             # default: <dataset folder>-<timestamp>
+    "runs_dir": "runs",
+    "device": "auto",             # auto | cpu | cuda | mps
+    "compile": None,              # default: on for CUDA, off elsewhere
+    "ema": False,
+    "ema_rate": 0.999,
+    "log_every": 10,              # steps between metrics.jsonl train lines
+    "num_workers": 1,             # background loader threads (0: load in the training loop)
+    "prefetch": 8,                # batches queued ahead
+    "checkpoint_every_steps": 0,  # 0: only at evaluations (checkpoint_every_eval) and at the end
+    "force": False,               # accept a checkpoint made on a dataset with another fingerprint
+    "init_from": None,            # weights file (reference step_N or ours) to start from
+    "eval_batch_size": None,      # default: global_batch_size
+    "progress": True,             # tqdm bar
+    "cpu_threads": None,          # torch.set_num_threads on CPU (null: torch's default)
+    # -- debug only (tests): never set these in real runs
+    "debug_nan_at_step": 0,       # make the loss NaN at this step
+    "debug_sigkill_at_step": 0,   # SIGKILL ourselves right after this step (after any checkpoint)
+}
+
+CPU_SMALL: dict[str, Any] = {
+    "global_batch_size": 32,
+    "lr": 1e-3, "lr_min_ratio": 0.1, "lr_warmup_steps": 50,
+    "puzzle_emb_lr": 1e-2,
+    "arch": {"H_cycles": 2, "L_cycles": 2, "H_layers": 2, "L_layers": 2, "hidden_size": 128, "num_heads": 4,
+             "expansion": 4, "puzzle_emb_ndim": 128, "halt_max_steps": 4, "halt_exploration_prob": 0.1,
+             "forward_dtype": "float32"},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {**copy.deepcopy(PAPER_TRAIN), "arch": copy.deepcopy(PAPER_ARCH)},
+    "cpu-small": CPU_SMALL,
+}
+
+# Keys that may change when a run is resumed (they do not change what is computed).
+RESUME_MUTABLE = {"device", "cpu_threads", "compile", "log_every", "num_workers", "prefetch", "force", "progress",
+                  "checkpoint_every_steps", "checkpoint_every_eval", "runs_dir",
+                  "debug_nan_at_step", "debug_sigkill_at_step"}
+
+CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "preset": (None, "paper", "cpu-small"),
+           "arch.pos_encodings": ("rope", "learned"), "arch.forward_dtype": (None, "float32", "bfloat16"),
+           "arch.loss.loss_type": ("stablemax_cross_entropy", "softmax_cross_entropy")}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and (key in ("arch", "arch.loss")):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = v
+    return out
+
+
+KNOWN_KEYS = set(flatten(DEFAULTS))
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.6)
+    if not close and "." not in key:  # "hidden_size" -> "arch.hidden_size"
+        close = difflib.get_close_matches("arch." + key, sorted(KNOWN_KEYS), n=1, cutoff=0.8)
+    return f"; did you mean '{close[0]}'?" if close else "; see `hrm-train keys`"
+
+
+def check_keys(flat: dict[str, Any], source: str) -> None:
+    for k in flat:
+        if k not in KNOWN_KEYS:
+            raise ConfigError(f"{source}: unknown key '{k}'{_suggest(k)}")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["lr=3e-4", "arch.hidden_size=128"]`` -> flat dict, values through yaml.safe_load."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"'{item}' is not key=value (e.g. epochs=100)")
+        k, v = item.split("=", 1)
+        k = k.strip().lstrip("+")
+        try:
+            out[k] = yaml.safe_load(v) if v.strip() != "" else None
+        except yaml.YAMLError:
+            raise ConfigError(f"{k}: cannot parse value {v!r}") from None
+    check_keys(out, "override")
+    return out
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file (our keys; the reference's cfg_pretrain.yaml keys are a subset)."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    data = dict(data)
+    for k in ("defaults", "hydra", "data_path", "project_name", "checkpoint_path", "eval_save_outputs"):
+        data.pop(k, None)  # the reference's Hydra/wandb keys we do not use
+    arch = data.get("arch")
+    if isinstance(arch, dict):
+        arch = dict(arch)
+        arch.pop("name", None)
+        if isinstance(arch.get("loss"), dict):
+            arch["loss"] = {k: v for k, v in arch["loss"].items() if k != "name"}
+        if isinstance(arch.get("puzzle_emb_ndim"), str) and "hidden_size" in arch["puzzle_emb_ndim"]:
+            arch["puzzle_emb_ndim"] = arch.get("hidden_size", PAPER_ARCH["hidden_size"])
+        data["arch"] = arch
+    flat = flatten(data)
+    check_keys(flat, str(path))
+    return flat
+
+
+def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, *,
+            gpu_available: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Merge defaults, preset, file and overrides; returns (nested config, notes to print)."""
+    file_flat, overrides = dict(file_flat or {}), dict(overrides or {})
+    user = {**file_flat, **overrides}
+    notes: list[str] = []
+    preset = user.get("preset")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    user_set_size = any(k.startswith("arch.") for k in user)
+    if preset is None and not gpu_available and not user_set_size:
+        preset = "cpu-small"
+        notes.append("no GPU and no arch.* key or preset given: using preset=cpu-small "
+                     "(pass preset=paper for the reference's 27M-parameter model)")
+    flat = flatten(DEFAULTS)
+    if preset is not None:
+        flat.update(flatten(PRESETS[preset]))
+    flat.update(user)
+    flat["preset"] = preset
+    # warmup: steps (the reference's meaning) or examples (the user's rule), not both
+    if user.get("lr_warmup_examples") is not None:
+        if "lr_warmup_steps" in user and user["lr_warmup_steps"] is not None:
+            raise ConfigError("give lr_warmup_steps or lr_warmup_examples, not both")
+    validate_values(flat)
+    return unflatten(flat), notes
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def validate_values(flat: dict[str, Any]) -> None:
+    def need(key: str, ok: bool, want: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={flat[key]!r}: must be {want}")
+
+    for k in ("global_batch_size", "epochs", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
+              "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch"):
+        need(k, _is_int(flat[k]) and flat[k] >= 1, "an integer >= 1")
+    for k in ("lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
+              "debug_nan_at_step", "debug_sigkill_at_step"):
+        need(k, _is_int(flat[k]) and flat[k] >= 0, "an integer >= 0")
+    need("cpu_threads", flat["cpu_threads"] is None or (_is_int(flat["cpu_threads"]) and flat["cpu_threads"] >= 1),
+         "an integer >= 1 or null")
+    for k in ("eval_interval", "lr_warmup_examples", "eval_batch_size"):
+        need(k, flat[k] is None or (_is_int(flat[k]) and flat[k] >= (0 if k == "lr_warmup_examples" else 1)),
+             "an integer >= 1 or null" if k != "lr_warmup_examples" else "an integer >= 0 or null")
+    for k in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "lr_min_ratio",
+              "arch.halt_exploration_prob", "arch.expansion", "arch.rms_norm_eps", "arch.rope_theta"):
+        need(k, _is_num(flat[k]) and flat[k] >= 0, "a number >= 0")
+    for k in ("beta1", "beta2", "ema_rate"):
+        need(k, _is_num(flat[k]) and 0 <= flat[k] < 1, "a number in [0, 1)")
+    for k in ("checkpoint_every_eval", "ema", "force", "progress"):
+        need(k, isinstance(flat[k], bool), "true or false")
+    need("compile", flat["compile"] is None or isinstance(flat["compile"], bool), "true, false or null (auto)")
+    for k, choices in CHOICES.items():
+        need(k, flat[k] in choices, "one of " + ", ".join(str(c) for c in choices if c is not None))
+    for k in ("run_name", "init_from"):
+        need(k, flat[k] is None or isinstance(flat[k], str), "a string")
+    need("runs_dir", isinstance(flat["runs_dir"], str) and flat["runs_dir"] != "", "a folder path")
+    if flat["arch.hidden_size"] % flat["arch.num_heads"]:
+        raise ConfigError(f"arch.hidden_size={flat['arch.hidden_size']} is not divisible by "
+                          f"arch.num_heads={flat['arch.num_heads']}")
+    if flat["eval_interval"] is not None and flat["epochs"] % flat["eval_interval"]:
+        raise ConfigError(f"eval_interval={flat['eval_interval']} must divide epochs={flat['epochs']} "
+                          "(the reference refuses this too)")
+
+
+def arch_for_model(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``arch`` mapping to hand to ``build_model`` (loss separated)."""
+    arch = copy.deepcopy(cfg["arch"])
+    arch.pop("loss", None)
+    return arch
+
+
+def to_yaml(cfg: dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def key_table() -> list[tuple[str, Any]]:
+    return sorted(flatten(DEFAULTS).items())

@@ -1,0 +1,111 @@
+"""Evaluation as the reference's ``evaluate``: every test example once, each batch run for ACT
+segments until every row has halted (``halt_max_steps`` in eval mode), metrics summed per set
+and divided by the number of counted rows.
+
+The last batch is padded to a full batch (pad inputs, -100 labels, blank identifier); padded
+rows have no labels, so the loss head leaves them out of ``count`` and every other metric, and
+their predictions are cut off before saving.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from hrm_data.format import Split
+
+from .data import eval_loader, to_device
+
+METRIC_KEYS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, device: torch.device,
+             rank: int = 0, world_size: int = 1, save_preds: bool = False
+             ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Returns ({set: {metric: value, "count": n}}, {set: preds (N, S) int}) (preds on rank 0 only, if asked)."""
+    was_training = model.training
+    model.eval()
+    results: dict[str, dict[str, float]] = {}
+    all_preds: dict[str, np.ndarray] = {}
+    try:
+        for set_name in split.metadata.sets:
+            sums: torch.Tensor | None = None
+            keys: list[str] = []
+            rows_out, preds_out = [], []
+            for rows, batch, n_local, _ in eval_loader(split, set_name, global_batch_size, rank, world_size):
+                batch = to_device(batch, device)
+                with torch.device(device):
+                    carry = model.initial_carry(batch)
+                while True:
+                    carry, _, metrics, outputs, all_halted = model(carry=carry, batch=batch,
+                                                                  return_keys=("preds",) if save_preds else ())
+                    if bool(all_halted):
+                        break
+                if sums is None:
+                    keys = sorted(metrics)
+                    sums = torch.zeros(len(keys), dtype=torch.float64, device=device)
+                sums += torch.stack([metrics[k].to(torch.float64) for k in keys])
+                if save_preds:
+                    rows_out.append(rows)
+                    preds_out.append(outputs["preds"][:n_local].cpu().numpy())  # padding rows cut off
+            if sums is None:
+                continue
+            if world_size > 1:
+                dist.all_reduce(sums)
+            values = sums.cpu().numpy()
+            m = dict(zip(keys, values.tolist()))
+            count = m.pop("count")
+            results[set_name] = {k: v / max(count, 1.0) for k, v in m.items()}
+            results[set_name]["count"] = int(count)
+            if save_preds:
+                rows_cat = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
+                preds_cat = (np.concatenate(preds_out) if preds_out
+                             else np.zeros((0, split.metadata.seq_len), np.int64))
+                if world_size > 1:
+                    gathered: list[Any] = [None] * world_size
+                    dist.all_gather_object(gathered, (rows_cat, preds_cat))
+                    rows_cat = np.concatenate([g[0] for g in gathered])
+                    preds_cat = np.concatenate([g[1] for g in gathered])
+                order = np.argsort(rows_cat, kind="stable")
+                all_preds[set_name] = preds_cat[order].astype(np.int32)
+    finally:
+        model.train(was_training)
+    return results, all_preds
+
+
+def task_score(dataset, set_name: str, preds: np.ndarray) -> tuple[dict[str, float] | None, str | None]:
+    """The dataset builder's own metric (``Builder.score``), if it has one; (scores, note)."""
+    builder_name = dataset.test.metadata.provenance.get("builder")
+    if not builder_name:
+        return None, None
+    try:
+        from hrm_data import registry
+        builder = registry.get(builder_name)
+    except Exception as e:
+        return None, f"task metric skipped: builder {builder_name!r} not available ({e})"
+    score = getattr(builder, "score", None)
+    if score is None:
+        return None, None
+    attempts = (
+        lambda: score(dataset, "test", preds),
+        lambda: score(dataset=dataset, split="test", preds=preds),
+        lambda: score(dataset.path, "test", preds),
+    )
+    last: Exception | None = None
+    for call in attempts:
+        try:
+            out = call()
+        except TypeError as e:
+            last = e
+            continue
+        except Exception as e:
+            return None, f"task metric skipped: {builder_name}.score failed ({type(e).__name__}: {e})"
+        if hasattr(out, "to_dict"):
+            out = out.to_dict()
+        if isinstance(out, dict):
+            return {k: float(v) for k, v in out.items() if isinstance(v, (int, float, np.number))}, None
+        return None, f"task metric skipped: {builder_name}.score returned {type(out).__name__}"
+    return None, f"task metric skipped: cannot call {builder_name}.score ({last})"

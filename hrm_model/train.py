@@ -1,0 +1,619 @@
+"""The training loop: sapientinc/HRM's ``pretrain.py`` semantics on our data reader and model.
+
+One optimizer step per batch of the group sampler; the ACT carry persists across batches (rows
+that have not halted keep their example); the loss (a sum) is divided by the global batch size;
+with several ranks the gradients are all-reduced (summed) before the step, the sparse puzzle
+embedding's gradients are all-gathered by its optimizer, and rank 0 logs and checkpoints.
+Every ``eval_interval`` epochs (one *iteration*) the whole test split is evaluated.
+
+Entry point: :func:`run` (the CLI calls it; tests call it in-process).
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from hrm_data.sampler import SamplerState, sampler_for_split
+
+from . import checkpoint as ckpt
+from .config import ConfigError, arch_for_model, to_yaml
+from .data import TrainLoader, to_device
+from .evaluate import evaluate, task_score
+from .optim import AdamATan2, lr_at
+
+
+class TrainError(Exception):
+    """Stops the run with a one-line message and an exit code (2 bad input, 1 failed run)."""
+
+    def __init__(self, message: str, exit_code: int = 1, details: str | None = None):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.details = details
+
+
+class BadInput(TrainError):
+    def __init__(self, message: str, details: str | None = None):
+        super().__init__(message, 2, details)
+
+
+class NonFiniteLoss(TrainError):
+    pass
+
+
+# ----------------------------------------------------------------------------- devices, ranks
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str) -> Dist:
+    """torchrun sets RANK / WORLD_SIZE / LOCAL_RANK: join the process group (NCCL on CUDA, else gloo)."""
+    if dist.is_available() and dist.is_initialized():
+        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    ws = int(os.environ.get("WORLD_SIZE", "1"))
+    if ws <= 1 or "RANK" not in os.environ:
+        return Dist()
+    use_cuda = device_pref in ("auto", "cuda") and torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, True)
+
+
+def pick_device(pref: str, local_rank: int = 0) -> torch.device:
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput("device=cuda but no CUDA GPU is available; use device=auto or device=cpu")
+        return torch.device("cuda", local_rank)
+    if pref == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise BadInput("device=mps but MPS is not available; use device=auto or device=cpu")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_runtime(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Fill the device-dependent defaults: forward dtype (bf16 on CUDA) and compile (on for CUDA)."""
+    cfg = copy.deepcopy(cfg)
+    if cfg["arch"].get("forward_dtype") is None:
+        cfg["arch"]["forward_dtype"] = "bfloat16" if device.type == "cuda" else "float32"
+    if cfg.get("compile") is None:
+        cfg["compile"] = device.type == "cuda"
+    return cfg
+
+
+# ----------------------------------------------------------------------------- checks before step 1
+
+def check_dataset(data_path: str | os.PathLike):
+    """Validate (refuse with the findings on error) and open the dataset."""
+    from hrm_data.format import Dataset, FormatError
+    from hrm_data.validate import NotADataset, validate
+    try:
+        report = validate(data_path)
+    except NotADataset as e:
+        raise BadInput(str(e)) from None
+    if not report.valid:
+        raise BadInput(f"{data_path}: invalid dataset ({len(report.errors)} error(s)); fix or rebuild it "
+                       f"(`hrm-data validate {data_path}`)", details=report.format_text())
+    try:
+        return Dataset(data_path)
+    except FormatError as e:
+        raise BadInput(str(e)) from None
+
+
+def make_plan(dataset, cfg: dict[str, Any], world_size: int):
+    from hrm_data.format import FormatError
+    from hrm_data.plan import compute_plan
+    try:
+        plan = compute_plan(dataset.train, cfg["global_batch_size"], cfg["epochs"], cfg["eval_interval"],
+                            lr_warmup_steps=None if cfg.get("lr_warmup_examples") is not None else cfg["lr_warmup_steps"],
+                            lr_warmup_examples=cfg.get("lr_warmup_examples"), world_size=world_size, seed=cfg["seed"])
+    except (FormatError, ValueError) as e:
+        raise BadInput(f"plan: {e}") from None
+    if plan.errors:
+        raise BadInput("plan: " + "; ".join(f"{w.code}: {w.message}" for w in plan.errors),
+                       details=plan.format_text())
+    if plan.total_steps <= 0:
+        raise BadInput("plan: the run would make no optimizer step; lower global_batch_size or raise eval_interval",
+                       details=plan.format_text())
+    return plan
+
+
+# ----------------------------------------------------------------------------- state
+
+@dataclass
+class State:
+    step: int = 0
+    sampler: SamplerState = field(default_factory=SamplerState)
+    carry: Any = None
+    pending_carry: Any = None    # saved carry, applied when the first batch gives its shapes
+    best: dict[str, Any] = field(default_factory=dict)
+
+
+class Logger:
+    """metrics.jsonl (+ TensorBoard when installed) on rank 0."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except Exception:
+                self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            prefix = record.get("type", "train") + ("/" + record["set"] if "set" in record else "")
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "time"):
+                    self.tb.add_scalar(f"{prefix}/{k}", v, record.get("step", 0))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class EMA:
+    """Exponential moving average of the parameters and the puzzle-embedding table (for evaluation)."""
+
+    def __init__(self, module: torch.nn.Module, rate: float):
+        self.rate = rate
+        self.names = [n for n, p in module.named_parameters()] + \
+                     [n for n, b in module.named_buffers() if n.endswith("puzzle_emb.weights")]
+        self.tensors = {n: t.detach().clone().float() for n, t in self._live(module).items()}
+
+    def _live(self, module) -> dict[str, torch.Tensor]:
+        named = dict(module.named_parameters())
+        named.update({n: b for n, b in module.named_buffers() if n.endswith("puzzle_emb.weights")})
+        return {n: named[n] for n in self.names}
+
+    @torch.no_grad()
+    def update(self, module) -> None:
+        live = self._live(module)
+        torch._foreach_lerp_([self.tensors[n] for n in self.names], [live[n].float() for n in self.names],
+                             1.0 - self.rate)
+
+    @torch.no_grad()
+    def swap(self, module) -> None:
+        """Exchange live and EMA values (call twice to restore)."""
+        for n, t in self._live(module).items():
+            tmp = t.detach().clone()
+            t.copy_(self.tensors[n].to(t.dtype))
+            self.tensors[n] = tmp.float()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: t.cpu().clone() for n, t in self.tensors.items()}
+
+    def load_state_dict(self, sd: dict[str, torch.Tensor], device) -> None:
+        self.tensors = {n: sd[n].to(device).float() for n in self.names}
+
+
+# ----------------------------------------------------------------------------- the run
+
+def default_run_name(data_path: str | os.PathLike) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{Path(os.path.abspath(data_path)).name}-{stamp}"
+
+
+def _unique_dir(runs_dir: Path, name: str) -> Path:
+    d = runs_dir / name
+    i = 2
+    while d.exists():
+        d = runs_dir / f"{name}-{i}"
+        i += 1
+    return d
+
+
+def _broadcast_obj(obj: Any, dctx: Dist) -> Any:
+    if dctx.world_size == 1:
+        return obj
+    box = [obj if dctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _build(cfg: dict[str, Any], meta, local_batch: int, device: torch.device):
+    from .model import build_model
+    with torch.device(device):
+        model = build_model(arch_for_model(cfg), batch_size=local_batch, seq_len=meta.seq_len,
+                            vocab_size=meta.vocab_size, num_puzzle_identifiers=meta.num_puzzle_identifiers,
+                            loss_type=cfg["arch"].get("loss", {}).get("loss_type"))
+    return model
+
+
+def _optimizers(model, cfg: dict[str, Any], world_size: int):
+    from .sparse_embedding import CastedSparseEmbeddingSignSGD
+    opts, base_lrs = [], []
+    emb = model.model.puzzle_emb_module()
+    if emb is not None:
+        opts.append(CastedSparseEmbeddingSignSGD(emb.buffers(), lr=0, weight_decay=cfg["puzzle_emb_weight_decay"],
+                                                 world_size=world_size))
+        base_lrs.append(cfg["puzzle_emb_lr"])
+    opts.append(AdamATan2(model.parameters(), lr=0, weight_decay=cfg["weight_decay"],
+                          betas=(cfg["beta1"], cfg["beta2"])))
+    base_lrs.append(cfg["lr"])
+    return opts, base_lrs
+
+
+def run(data_path: str | os.PathLike | None, cfg: dict[str, Any], *, resume: str | os.PathLike | None = None,
+        echo: Callable[[str], None] = print, notes: list[str] = ()) -> Path:
+    """Train (or resume) a run; returns the run folder. Raises TrainError on failure."""
+    dctx = setup_distributed(cfg.get("device", "auto"))
+    try:
+        return _run(data_path, cfg, resume, echo, list(notes), dctx)
+    finally:
+        if dctx.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
+    main = dctx.is_main
+    say = echo if main else (lambda *_: None)
+    for n in notes:
+        say(f"note: {n}")
+
+    # ---- resume: the run folder's config and newest checkpoint
+    saved = None
+    run_dir: Path | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").exists():
+            raise BadInput(f"{run_dir}: not a run folder (no config.yaml)")
+        latest = ckpt.latest_checkpoint(run_dir)
+        if latest is not None:
+            try:
+                saved = ckpt.load(latest)
+            except ckpt.CheckpointError as e:
+                raise BadInput(str(e)) from None
+        if data_path is None:
+            data_path = cfg.get("data_path")
+    if data_path is None:
+        raise BadInput("no dataset given")
+    data_path = str(data_path)
+
+    device = pick_device(cfg["device"], dctx.local_rank)
+    cfg = resolve_runtime(cfg, device)
+    if device.type == "cpu" and cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg["cpu_threads"])
+
+    dataset = check_dataset(data_path)
+    plan = make_plan(dataset, cfg, dctx.world_size)
+    fingerprint = dataset.fingerprint()
+    if saved is not None:
+        try:
+            w = ckpt.check_fingerprint(saved.get("fingerprint"), fingerprint, cfg["force"])
+        except ckpt.CheckpointError as e:
+            raise BadInput(str(e)) from None
+        if w:
+            say(f"warning: {w}")
+        if saved.get("world_size", 1) != dctx.world_size:
+            raise BadInput(f"checkpoint was written by {saved.get('world_size', 1)} rank(s), this run has "
+                           f"{dctx.world_size}; resume with the same number of processes")
+
+    train_split, test_split = dataset.train, dataset.test
+    meta = train_split.metadata
+    B = cfg["global_batch_size"]
+    local_B = B // dctx.world_size
+    warmup_steps = int(plan.warmup_steps)
+    sched_total = int(plan.hrm_estimated_total_steps)
+    epochs_per_iter = cfg["eval_interval"] or cfg["epochs"]
+    total_iters = cfg["epochs"] // epochs_per_iter
+
+    # ---- run folder (rank 0 decides the name)
+    if run_dir is None:
+        name = None
+        if main:
+            runs_dir = Path(cfg["runs_dir"])
+            if cfg["run_name"]:
+                run_dir_c = runs_dir / cfg["run_name"]
+                if (run_dir_c / "config.yaml").exists():
+                    raise BadInput(f"{run_dir_c}: run already exists; continue it with "
+                                   f"`hrm-train --resume {run_dir_c}` or choose another run_name")
+            else:
+                run_dir_c = _unique_dir(runs_dir, default_run_name(data_path))
+            run_dir_c.mkdir(parents=True, exist_ok=True)
+            name = str(run_dir_c)
+        run_dir = Path(_broadcast_obj(name, dctx))
+    if main:
+        cfg_out = {"data_path": os.path.abspath(data_path), **cfg}
+        (run_dir / "config.yaml").write_text(to_yaml(cfg_out))
+        (run_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
+
+    say(plan.format_text())
+    if plan.total_steps > sched_total > warmup_steps:
+        say(f"note: the sampler gives {plan.total_steps} steps, HRM's schedule length is {sched_total}: "
+            f"the reference would stop at step {sched_total}; we train every step and hold lr at "
+            f"lr_min_ratio x lr after step {sched_total}")
+
+    # ---- model, optimizers (seeded like the reference: seed + rank, then rank 0's weights broadcast)
+    torch.manual_seed(cfg["seed"] + dctx.rank)
+    model = _build(cfg, meta, local_B, device)
+    if dctx.world_size > 1:
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(t, src=0)
+    from .model import count_parameters, load_reference_state_dict
+    optimizers, base_lrs = _optimizers(model, cfg, dctx.world_size)
+    ema = EMA(model, cfg["ema_rate"]) if cfg["ema"] else None
+
+    state = State()
+    if saved is not None:
+        load_reference_state_dict(model, saved["model"], strict=True)
+        for o, sd in zip(optimizers, saved["optimizers"]):
+            o.load_state_dict(sd)
+        state.step = int(saved["step"])
+        state.sampler = SamplerState.from_dict(saved["sampler"])
+        per_rank = saved["ranks"][dctx.rank]
+        ckpt.set_rng_state(per_rank["rng"])
+        state.pending_carry = per_rank["carry"]
+        if ema is not None and saved.get("ema") is not None:
+            ema.load_state_dict(saved["ema"], device)
+        say(f"resumed {run_dir} at step {state.step} (iteration {state.sampler.iteration}, "
+            f"batch {state.sampler.batch})")
+    elif cfg.get("init_from"):
+        try:
+            obj = ckpt.load(cfg["init_from"])
+            if ckpt.is_full_checkpoint(obj):
+                w = ckpt.check_fingerprint(obj.get("fingerprint"), fingerprint, cfg["force"], "init_from checkpoint")
+                if w:
+                    say(f"warning: {w}")
+            load_reference_state_dict(model, ckpt.weights_of(obj), strict=True)
+        except ckpt.CheckpointError as e:
+            raise BadInput(f"init_from: {e}") from None
+        except RuntimeError as e:
+            raise BadInput(f"init_from {cfg['init_from']}: weights do not fit this model "
+                           f"({str(e).splitlines()[0]})") from None
+        if ema is not None:
+            ema = EMA(model, cfg["ema_rate"])
+        say(f"initialised weights from {cfg['init_from']}")
+
+    raw_model = model
+    if cfg["compile"]:
+        model = torch.compile(model, dynamic=False)  # type: ignore[assignment]
+
+    say(f"model: {count_parameters(raw_model):,} parameters; device {device}"
+        f"{' x ' + str(dctx.world_size) + ' ranks' if dctx.world_size > 1 else ''}; "
+        f"forward {cfg['arch']['forward_dtype']}; compile {cfg['compile']}; run folder {run_dir}")
+
+    logger = Logger(run_dir, main)
+    sampler = sampler_for_split(train_split, B, epochs_per_iter, cfg["seed"], dctx.rank, dctx.world_size)
+    pin = device.type == "cuda"
+    bar = None
+    if main and cfg["progress"]:
+        from tqdm import tqdm
+        bar = tqdm(total=plan.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
+                   file=sys.stderr, mininterval=0.5)
+
+    def save(next_sampler: SamplerState, tag: str) -> None:
+        ranks = [{"rng": ckpt.rng_state(), "carry": ckpt.carry_to_state(state.carry)}]
+        if dctx.world_size > 1:
+            gathered: list[Any] = [None] * dctx.world_size
+            dist.all_gather_object(gathered, ranks[0])
+            ranks = gathered
+        if not main:
+            return
+        obj = {
+            "format_version": ckpt.FORMAT_VERSION,
+            "model": __import__("hrm_model.model", fromlist=["export_reference_state_dict"]).export_reference_state_dict(raw_model),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "step": state.step,
+            "sampler": next_sampler.to_dict(),
+            "ranks": ranks,
+            "ema": ema.state_dict() if ema is not None else None,
+            "config": cfg,
+            "data_path": os.path.abspath(data_path),
+            "fingerprint": fingerprint,
+            "world_size": dctx.world_size,
+            "plan": plan.to_dict(),
+            "tag": tag,
+        }
+        ckpt.atomic_save(obj, ckpt.checkpoint_path(run_dir, state.step))
+
+    def do_eval(iteration: int, final: bool) -> None:
+        if ema is not None:
+            ema.swap(raw_model)
+        try:
+            results, preds = evaluate(model, test_split, global_batch_size=cfg["eval_batch_size"] or B,
+                                      device=device, rank=dctx.rank, world_size=dctx.world_size, save_preds=final)
+        finally:
+            if ema is not None:
+                ema.swap(raw_model)
+        if not main:
+            return
+        epoch = (iteration + 1) * epochs_per_iter
+        for set_name, m in results.items():
+            rec = {"type": "eval", "step": state.step, "epoch": epoch, "set": set_name, **m, "time": time.time()}
+            if final and set_name in preds:
+                np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
+                if len(test_split.metadata.sets) == 1:
+                    scores, note = task_score(dataset, set_name, preds[set_name])
+                    if scores:
+                        rec["task"] = scores
+                    if note:
+                        say(f"note: {note}")
+            logger.write(rec)
+            task = "".join(f" {k} {v:.4f}" for k, v in rec.get("task", {}).items())
+            say(f"eval step {state.step} epoch {epoch} [{set_name}] n={m['count']} "
+                f"accuracy {m.get('accuracy', 0):.4f} exact_accuracy {m.get('exact_accuracy', 0):.4f} "
+                f"q_halt_accuracy {m.get('q_halt_accuracy', 0):.4f} steps {m.get('steps', 0):.2f} "
+                f"lm_loss {m.get('lm_loss', 0):.4f}{task}")
+
+    nan_step = int(cfg.get("debug_nan_at_step") or 0)
+    kill_step = int(cfg.get("debug_sigkill_at_step") or 0)
+    every = int(cfg.get("checkpoint_every_steps") or 0)
+    t0 = time.time()
+    try:
+        for it in range(state.sampler.iteration, total_iters):
+            model.train()
+            start_batch = state.sampler.batch if it == state.sampler.iteration else 0
+            loader = TrainLoader(train_split, sampler, it, start_batch, threaded=cfg["num_workers"] > 0,
+                                 prefetch=cfg["prefetch"], pin=pin)
+            for b, cpu_batch in loader:
+                batch = to_device(cpu_batch, device)
+                if state.carry is None:
+                    with torch.device(device):
+                        state.carry = raw_model.initial_carry(batch)
+                    if state.pending_carry is not None:
+                        state.carry = ckpt.carry_from_state(state.carry, state.pending_carry, device)
+                        state.pending_carry = None
+                state.step += 1
+                lrs = [lr_at(state.step, base, warmup_steps=warmup_steps, total_steps=sched_total,
+                             min_ratio=cfg["lr_min_ratio"]) for base in base_lrs]
+
+                state.carry, loss, metrics, _, _ = model(carry=state.carry, batch=batch, return_keys=())
+                if nan_step and state.step == nan_step:
+                    loss = loss * float("nan")
+                ((1.0 / B) * loss).backward()
+
+                finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+                if dctx.world_size > 1:
+                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+                if finite.item() < 1:
+                    last = ckpt.latest_checkpoint(run_dir)
+                    raise NonFiniteLoss(
+                        f"loss is {float(loss.detach())} at step {state.step}: stopped before the optimizer step; "
+                        + (f"last good checkpoint: {last}" if last else "no checkpoint was written yet")
+                        + " (lower lr, or check the data)")
+
+                if dctx.world_size > 1:
+                    for p in raw_model.parameters():
+                        if p.grad is not None:
+                            dist.all_reduce(p.grad)
+                for o, lr in zip(optimizers, lrs):
+                    for g in o.param_groups:
+                        g["lr"] = lr
+                    o.step()
+                    o.zero_grad()
+                if ema is not None:
+                    ema.update(raw_model)
+                state.sampler = b.next_state
+
+                log_now = state.step % cfg["log_every"] == 0 or state.step == 1 or state.step == plan.total_steps
+                if log_now or cfg["progress"]:  # same condition on every rank (collective inside)
+                    keys = sorted(metrics)
+                    vals = torch.stack([metrics[k].detach().to(torch.float32) for k in keys])
+                    if dctx.world_size > 1:
+                        dist.all_reduce(vals)
+                    if main:
+                        v = dict(zip(keys, vals.cpu().tolist()))
+                        count = max(v.get("count", 0.0), 1.0)
+                        rec = {k: (x / B if k.endswith("loss") else x / count) for k, x in v.items() if k != "count"}
+                        rec.update(count=int(v.get("count", 0)), lr=lrs[-1], loss=float(loss.detach()) / B)
+                        if bar is not None:
+                            bar.update(state.step - bar.n)
+                            bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{rec.get('accuracy', 0):.3f}",
+                                            lr=f"{lrs[-1]:.2e}", refresh=False)
+                        if log_now:
+                            logger.write({"type": "train", "step": state.step, "epoch": it * epochs_per_iter,
+                                          **rec, "time": time.time() - t0})
+
+                if every and state.step % every == 0:
+                    save(state.sampler, "steps")
+                if kill_step and state.step == kill_step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            # ---- end of iteration: evaluate, checkpoint
+            final = it == total_iters - 1
+            do_eval(it, final)
+            state.sampler = SamplerState(it + 1, 0)
+            if cfg["checkpoint_every_eval"] or final:
+                save(state.sampler, "eval")
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+    say(f"done: {state.step} steps in {time.time() - t0:.1f} s; run folder {run_dir}")
+    return run_dir
+
+
+# ----------------------------------------------------------------------------- eval-only
+
+def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: dict[str, Any] | None,
+              echo: Callable[[str], None] = print, out_dir: str | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate a checkpoint (ours, or a reference weight file with ``cfg`` giving the arch)."""
+    try:
+        obj = ckpt.load(checkpoint_path)
+    except ckpt.CheckpointError as e:
+        raise BadInput(str(e)) from None
+    full = ckpt.is_full_checkpoint(obj)
+    if full:
+        base = obj["config"]
+        if cfg is not None:  # only runtime keys may change
+            base = {**base, **{k: v for k, v in cfg.items() if k in ("device", "force", "eval_batch_size", "compile")}}
+        cfg = base
+        data_path = data_path or obj.get("data_path")
+    if cfg is None:
+        raise BadInput("a bare weight file needs the architecture: pass the same arch.* keys or preset as in training")
+    if data_path is None:
+        raise BadInput("no dataset given")
+    device = pick_device(cfg.get("device", "auto"))
+    cfg = resolve_runtime(cfg, device)
+    dataset = check_dataset(data_path)
+    if full:
+        try:
+            w = ckpt.check_fingerprint(obj.get("fingerprint"), dataset.fingerprint(), cfg.get("force", False))
+        except ckpt.CheckpointError as e:
+            raise BadInput(str(e)) from None
+        if w:
+            echo(f"warning: {w}")
+    meta = dataset.train.metadata if dataset.has_split("train") else dataset.test.metadata
+    B = cfg.get("eval_batch_size") or cfg["global_batch_size"]
+    model = _build(cfg, meta, cfg["global_batch_size"], device)
+    from .model import load_reference_state_dict
+    weights = dict(ckpt.weights_of(obj))
+    if full and obj.get("ema") is not None:
+        weights.update(obj["ema"])
+        echo("evaluating the EMA weights")
+    try:
+        load_reference_state_dict(model, weights, strict=True)
+    except RuntimeError as e:
+        raise BadInput(f"{checkpoint_path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
+    results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=out_dir is not None)
+    for set_name, m in results.items():
+        line = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
+        echo(f"eval [{set_name}] {line}")
+        if out_dir is not None and set_name in preds:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            np.save(Path(out_dir) / f"predictions_{set_name}.npy", preds[set_name])
+            if len(dataset.test.metadata.sets) == 1:
+                scores, note = task_score(dataset, set_name, preds[set_name])
+                if scores:
+                    m["task"] = scores
+                    echo("task " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+                if note:
+                    echo(f"note: {note}")
+    return results
