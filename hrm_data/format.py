@@ -73,9 +73,11 @@ class Metadata:
             raise FormatError(f"{source}: field 'sets' must be a list of set names (strings)")
         known = set(REQUIRED_FIELDS) | {"total_puzzles"}
         tp = d.get("total_puzzles")
+        if tp is not None and (isinstance(tp, bool) or not isinstance(tp, int)):
+            raise FormatError(f"{source}: field 'total_puzzles' is {tp!r}; it must be int (the number of puzzles)")
         return cls(
             **{k: d[k] for k in REQUIRED_FIELDS},
-            total_puzzles=tp if isinstance(tp, int) and not isinstance(tp, bool) else None,
+            total_puzzles=tp,
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -264,10 +266,12 @@ def fingerprint(path: str | os.PathLike) -> str:
 
 # ----------------------------------------------------------------------------- writer
 
-def smallest_uint(max_value: int) -> np.dtype:
-    """Smallest integer dtype HRM's loader accepts that holds 0..max_value."""
-    for dt in (np.uint8, np.uint16, np.int32):
-        if max_value <= np.iinfo(dt).max:
+def smallest_int_dtype(max_value: int, min_value: int = 0) -> np.dtype:
+    """Smallest integer dtype that holds min_value..max_value (unsigned when nothing is negative)."""
+    candidates = (np.uint8, np.uint16, np.int32) if min_value >= 0 else (np.int8, np.int16, np.int32)
+    for dt in candidates:
+        info = np.iinfo(dt)
+        if info.min <= min_value and max_value <= info.max:
             return np.dtype(dt)
     return np.dtype(np.int64)
 
@@ -357,7 +361,8 @@ class DatasetWriter:
         self._ids: dict[str, int] = {BLANK_IDENTIFIER: 0}
         for name in identifiers:
             self.identifier_id(name)
-        self.token_dtype = smallest_uint(max(vocab_size - 1, ignore_label_id or 0, pad_id))
+        stored = (vocab_size - 1, pad_id) + (() if ignore_label_id is None else (ignore_label_id,))
+        self.token_dtype = smallest_int_dtype(max(stored), min(stored))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(self.path)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-", dir=self.path.parent))
@@ -603,7 +608,7 @@ def write_arrays(path: str | os.PathLike, splits: dict[str, dict[str, np.ndarray
         P = int(arrays["puzzle_identifiers"].shape[0])
         N = int(arrays["inputs"].shape[0])
         meta = dict(pad_id=pad_id, ignore_label_id=ignore_label_id, blank_identifier_id=0, vocab_size=vocab_size,
-                    seq_len=int(arrays["inputs"].shape[1]), num_puzzle_identifiers=len(identifiers),
+                    seq_len=int(arrays["inputs"].shape[-1]), num_puzzle_identifiers=len(identifiers),
                     total_groups=int(arrays["group_indices"].shape[0]) - 1,
                     mean_puzzle_examples=N / P if P else 0.0, sets=[set_name])
         meta.update((metadata_overrides or {}).get(split_name, {}))

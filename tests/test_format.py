@@ -12,7 +12,7 @@ import pytest
 
 from hrm_data.format import (
     Dataset, DatasetExistsError, DatasetWriter, FormatError, Group, Metadata, Puzzle, fingerprint,
-    smallest_uint, write_arrays,
+    smallest_int_dtype, write_arrays,
 )
 
 
@@ -63,9 +63,19 @@ def test_walk_groups_returns_what_was_written(tmp_path):
     assert ds.test.set("all").num_examples == 0  # an unwritten split still exists, empty
 
 
-@pytest.mark.parametrize("vmax,dt", [(10, np.uint8), (255, np.uint8), (256, np.uint16), (70000, np.int32)])
-def test_smallest_dtype(vmax, dt):
-    assert smallest_uint(vmax) == np.dtype(dt)
+@pytest.mark.parametrize("vmax,vmin,dt", [(10, 0, np.uint8), (255, 0, np.uint8), (256, 0, np.uint16),
+                                           (70000, 0, np.int32), (10, -100, np.int8), (200, -100, np.int16)])
+def test_smallest_dtype(vmax, vmin, dt):
+    assert smallest_int_dtype(vmax, vmin) == np.dtype(dt)
+
+
+def test_negative_ignore_label_is_stored_exactly(tmp_path):
+    y = np.array([[1, -100, 3, 4]])
+    with DatasetWriter(tmp_path / "d", vocab_size=5, seq_len=4, ignore_label_id=-100) as w:
+        with w.split("train") as s:
+            s.add_group([Puzzle("a", np.ones((1, 4)), y)])
+    labels = Dataset(tmp_path / "d").train.set("all").labels
+    assert labels.dtype == np.int8 and labels.tolist() == y.tolist()
 
 
 def test_refuses_to_overwrite_without_force(tmp_path):
@@ -181,6 +191,8 @@ def test_metadata_errors_name_field():
         Metadata.from_dict({k: v for k, v in good.items() if k != "seq_len"})
     with pytest.raises(FormatError, match="'vocab_size' is '3'"):
         Metadata.from_dict({**good, "vocab_size": "3"})
+    with pytest.raises(FormatError, match="'total_puzzles'"):
+        Metadata.from_dict({**good, "total_puzzles": "7"})
     m = Metadata.from_dict({**good, "my_key": 1})
     assert m.to_dict()["my_key"] == 1
 
