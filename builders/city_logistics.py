@@ -19,7 +19,7 @@ from hrm_data.augment import DIHEDRAL_NAMES, NUM_DIHEDRAL, dihedral, dihedral_fl
 from hrm_data.builder import Builder, Group, Info, Option, Puzzle
 
 from . import city_oracle as oracle
-from .city_oracle import (BUILDING, CLOSED, END, JAM, NUM_LEVELS, PALETTE, PARK, ROAD_CLASSES, TOKEN_NAMES,
+from .city_oracle import (BUILDING, CLOSED, END, GLYPHS, JAM, NUM_LEVELS, PALETTE, PARK, TOKEN_NAMES,
                           VEHICLES, VOCAB_SIZE, road_token, start_token)
 
 LABEL_MODES = ("route", "optimal-cells")
@@ -331,7 +331,7 @@ class CityLogistics(Builder):
         o = self._opts(options)
         n = o["size"]
         return Info(vocab_size=VOCAB_SIZE, seq_len=n * n, pad_id=0, ignore_label_id=0, identifiers=o["vehicles"],
-                    grid_shape=(n, n), token_names=TOKEN_NAMES, palette=PALETTE,
+                    grid_shape=(n, n), token_names=TOKEN_NAMES, palette=PALETTE, glyphs=GLYPHS,
                     extra={"city_logistics": {
                         "label": o["label"], "vehicles": list(o["vehicles"]), "movement": "4-neighbour",
                         "costs": {v: {c: list(cs) for c, cs in oracle.COSTS[v].items()} for v in o["vehicles"]},
@@ -395,12 +395,34 @@ class CityLogistics(Builder):
         of its input, and every identifier names the vehicle marked on the start cell."""
         return check_dataset(dataset, progress=progress)
 
-    def score(self, inputs: np.ndarray, labels: np.ndarray | None = None, predictions: np.ndarray | None = None,
-              *, grid_shape: tuple[int, int] | None = None, label: str | None = None,
-              metadata: dict | None = None, **_: Any) -> dict[str, np.ndarray]:
-        """Task metric for evaluation: per example valid / cost / optimal (see score_routes)."""
-        preds = labels if predictions is None else predictions
-        return score_routes(inputs, preds, grid_shape=grid_shape, label=label, metadata=metadata)
+    def score(self, inputs=None, labels=None, predictions=None, *, dataset=None, split: str | None = None,
+              preds=None, grid_shape=None, label: str | None = None, metadata: dict | None = None,
+              **_: Any) -> dict:
+        """Task metric. Two ways to call it:
+
+        * ``score(dataset_or_path, "test", preds)`` (what ``hrm-train`` evaluation does): scores the
+          split's examples in order and returns scalars ``route_valid``, ``route_optimal`` (shares of
+          examples), ``cost_excess`` (mean relative extra cost of valid routes) and ``examples``;
+        * ``score(inputs, labels, predictions)``: per-example arrays from :func:`score_routes`.
+        """
+        if dataset is None and inputs is not None and (isinstance(inputs, (str, bytes)) or hasattr(inputs, "split")
+                                                       or hasattr(inputs, "__fspath__")):
+            dataset, split, predictions = inputs, labels, predictions
+        p = predictions if predictions is not None else preds
+        if dataset is None:
+            return score_routes(inputs, labels if p is None else p, grid_shape=grid_shape, label=label,
+                                metadata=metadata)
+        from hrm_data.format import Dataset
+        ds = Dataset(dataset) if isinstance(dataset, (str, bytes)) or hasattr(dataset, "__fspath__") else dataset
+        sp = ds.split(split or "test")
+        x = np.concatenate([np.asarray(sp.set(s).inputs) for s in sp.metadata.sets])
+        p = np.asarray(p).reshape(x.shape[0], -1)
+        r = score_routes(x, p, grid_shape=grid_shape, label=label, metadata=sp.metadata.extra)
+        ok = r["valid"] & (r["optimal_cost"] > 0)
+        excess = (r["cost"][ok] - r["optimal_cost"][ok]) / r["optimal_cost"][ok]
+        return {"route_valid": float(r["valid"].mean()) if len(x) else 0.0,
+                "route_optimal": float(r["optimal"].mean()) if len(x) else 0.0,
+                "cost_excess": float(excess.mean()) if ok.any() else 0.0, "examples": int(len(x))}
 
 
 def _shape_and_mode(seq_len: int, grid_shape=None, label=None, metadata=None) -> tuple[tuple[int, int], str]:
@@ -511,5 +533,3 @@ def check_dataset(dataset, progress: bool = False, max_per_code: int = 20) -> li
                                     message=f"{n - max_per_code} more {code} findings not listed"))
     return findings
 
-
-ROAD_CLASS_NAMES = ROAD_CLASSES  # re-export for docs/tests

@@ -65,6 +65,15 @@ PALETTE: tuple[str, ...] = (
 )
 assert len(PALETTE) == VOCAB_SIZE
 
+# Two characters per cell for `hrm-data show`: road class letter + congestion (0-3, J jam, X closed).
+GLYPHS: tuple[str, ...] = (
+    ("  ", "##", "..")
+    + tuple(f"{c[0].upper() if c != 'small' else 's'}{s}" for c in ROAD_CLASSES for s in "0123JX")
+    + tuple(f"S{v[0]}" for v in VEHICLES)
+    + ("EE", "**")
+)
+assert len(set(GLYPHS)) == len(GLYPHS) == VOCAB_SIZE
+
 # ----------------------------------------------------------------------------- vehicles and costs
 
 INF = 1 << 40  # impassable

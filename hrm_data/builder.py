@@ -39,6 +39,7 @@ class Info:
     grid_shape: tuple[int, int] | None = None
     token_names: Sequence[str] | None = None
     palette: Sequence[str] | None = None     # one "#rrggbb" per token, for show/render
+    glyphs: Sequence[str] | None = None      # one short distinct string per token, for text grids
     extra: dict[str, Any] = field(default_factory=dict)
 
     def render_metadata(self) -> dict[str, Any]:
@@ -49,6 +50,8 @@ class Info:
             d["token_names"] = list(self.token_names)
         if self.palette is not None:
             d["palette"] = list(self.palette)
+        if self.glyphs is not None:
+            d["glyphs"] = list(self.glyphs)
         return d
 
 

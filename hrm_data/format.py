@@ -509,7 +509,7 @@ class SplitWriter:
             r.setdefault("example", first + i)
             if key is not None:
                 r.setdefault("group_key", key)
-            for k in set(self._rows) | set(r):
+            for k in dict.fromkeys([*self._rows, *r]):  # ordered: same columns, same bytes
                 self._rows.setdefault(k, [None] * (self._row_count + i - first))
             for k in self._rows:
                 self._rows[k].append(r.get(k))

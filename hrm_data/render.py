@@ -50,13 +50,20 @@ def render_grid(tokens: np.ndarray, shape: tuple[int, int], glyphs: Sequence[str
     return "\n".join(lines)
 
 
-def token_glyphs(token_names: Sequence[str] | None, vocab_size: int) -> list[str]:
-    """One short glyph per token: the first letter of its name where unique, else a fallback."""
+def token_glyphs(token_names: Sequence[str] | None, vocab_size: int, glyphs: Sequence[str] | None = None) -> list[str]:
+    """One distinct short glyph per token: the dataset's own, else the first letter of the name
+    where still free, else the next free character."""
+    if glyphs and len(glyphs) >= vocab_size:
+        return [str(g) for g in glyphs[:vocab_size]]
     if not token_names:
         return [str(i) for i in range(vocab_size)]
-    out, used = [], set()
-    for i, name in enumerate(token_names):
-        g = next((c for c in (name[:1], name[:1].upper()) if c and c not in used), GLYPHS[i % len(GLYPHS)])
+    out: list[str] = []
+    used: set[str] = set()
+    spare = iter(c for c in GLYPHS + "!@$%&*+=?<>^~" if c)
+    for name in token_names:
+        g = next((c for c in (name[:1], name[:1].upper()) if c and c not in used), None)
+        while g is None or g in used:
+            g = next(spare)
         used.add(g)
         out.append(g)
     return out
@@ -79,7 +86,7 @@ def describe_example(ds, split: str, index: int, set_name: str | None = None, co
     ident_name = names[ident] if 0 <= ident < len(names) else f"<id {ident} not in identifiers.json>"
     shape = grid_shape_for(meta.seq_len, meta.extra.get("grid_shape"))
     token_names = meta.extra.get("token_names")
-    glyphs = token_glyphs(token_names, meta.vocab_size)
+    glyphs = token_glyphs(token_names, meta.vocab_size, meta.extra.get("glyphs"))
     palette = meta.extra.get("palette")
     head = (f"{split} example {index}  puzzle {puzzle}  group {group}  identifier {ident} ({ident_name})\n"
             f"set {set_name}  grid {shape[0]}x{shape[1]}")

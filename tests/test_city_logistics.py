@@ -382,3 +382,14 @@ def test_bad_options_are_value_errors():
                 dict(min_distance=100)):
         with pytest.raises(ValueError):
             b.info(bad)
+
+
+def test_score_as_the_trainer_calls_it(small):
+    b, ds = small
+    a = ds.test.set("all")
+    labels = np.asarray(a.labels).copy()
+    r = b.score(ds, "test", labels)
+    assert r == {"route_valid": 1.0, "route_optimal": 1.0, "cost_excess": 0.0, "examples": a.num_examples}
+    bad = np.asarray(a.inputs).copy()            # predicts no route at all
+    r = b.score(str(ds.path), "test", bad)
+    assert r["route_valid"] == 0.0 and r["route_optimal"] == 0.0

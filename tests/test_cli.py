@@ -78,3 +78,11 @@ def test_fingerprint_command(parity, tmp_path):
     run("build", "parity", "--out", out, "--train-groups", 3, "--test-groups", 2, "-q")
     r = run("fingerprint", out)
     assert r.exit_code == 0 and r.output.strip() == fingerprint(out)
+
+
+def test_glyphs_are_distinct():
+    from hrm_data.render import token_glyphs
+    names = ["pad", "large", "large_jam", "small", "small_jam", "start", "start_car", "path", "park"]
+    g = token_glyphs(names, len(names))
+    assert len(set(g)) == len(names) and g[0] == "p" and g[1] == "l"
+    assert token_glyphs(names, 3, glyphs=["."] * 0 + [".", "=", "J"]) == [".", "=", "J"]
