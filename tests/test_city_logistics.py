@@ -130,6 +130,10 @@ def test_default_build_meets_hrm_contract(tmp_path):
     from hrm_data.validate import validate
     r = validate(ds.path, deep=True)
     assert r.valid and not r.findings, r.format_text()
+    # the user's document: B=32, E=100, I=10 -> 75 steps per iteration, 750 in total
+    from hrm_data.plan import compute_plan
+    p = compute_plan(ds, global_batch_size=32, epochs=100, eval_interval=10)
+    assert (p.steps_per_iteration, p.iterations, p.total_steps) == (75, 10, 750)
 
 
 # ----------------------------------------------------------------------------- well-posedness
