@@ -11,13 +11,7 @@ from hrm_model.losses import (IGNORE_LABEL_ID, ACTLossHead, log_stablemax, softm
                               stablemax_cross_entropy)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead, badly so on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_stablemax_float64_matches_direct_formula():

@@ -11,13 +11,7 @@ from hrm_model.model import (HierarchicalReasoningModel_ACTV1, HRMConfig, build_
                              export_reference_state_dict, load_reference_state_dict)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead, badly so on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 PAPER_ARCH = dict(hidden_size=512, num_heads=8, expansion=4, H_layers=4, L_layers=4, H_cycles=2, L_cycles=2,

@@ -10,13 +10,7 @@ from hrm_model.sparse_embedding import (CastedSparseEmbedding, CastedSparseEmbed
                                         CastedSparseEmbeddingSignSGD_Distributed)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead, badly so on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _emb(batch_size=4, n=6, d=3, cast_to=torch.float32):
