@@ -7,6 +7,9 @@
   hrm-train export runs/NAME|CHECKPOINT --out step_N       the reference's bare weight file
   hrm-train keys                                           every config key with its default
 
+Options of the main path (--config, --resume, --eval-only, --checkpoint, --out):
+`hrm-train train --help`. Multi-GPU: `torchrun --nproc_per_node N $(which hrm-train) DATA ...`.
+
 Exit codes: 0 ok, 1 the run failed (e.g. NaN loss), 2 bad input (unknown key, invalid dataset,
 plan error, unusable checkpoint).
 """
@@ -94,6 +97,7 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
             raise BadInput(f"cannot change {', '.join(sorted(changed))} when resuming "
                            f"(allowed: {', '.join(sorted(RESUME_MUTABLE))})")
         flat = flatten(saved)
+        flat.update(debug_nan_at_step=0, debug_sigkill_at_step=0)  # debug hooks never carry over
         flat.update(file_flat)
         flat.update(overrides)
         try:

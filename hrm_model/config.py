@@ -122,6 +122,20 @@ def _suggest(key: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else "; see `hrm-train keys`"
 
 
+STRING_KEYS = {"preset", "run_name", "runs_dir", "device", "init_from", "arch.pos_encodings", "arch.forward_dtype",
+               "arch.loss.loss_type"}
+
+
+def _coerce(key: str, v: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as text: numeric keys take it as the number it is."""
+    if isinstance(v, str) and key not in STRING_KEYS:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
 def check_keys(flat: dict[str, Any], source: str) -> None:
     for k in flat:
         if k not in KNOWN_KEYS:
@@ -141,7 +155,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             raise ConfigError(f"{k}: cannot parse value {v!r}") from None
     check_keys(out, "override")
-    return out
+    return {k: _coerce(k, v) for k, v in out.items()}
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -171,7 +185,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
         data["arch"] = arch
     flat = flatten(data)
     check_keys(flat, str(path))
-    return flat
+    return {k: _coerce(k, v) for k, v in flat.items()}
 
 
 def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, *,

@@ -4,7 +4,8 @@ and divided by the number of counted rows.
 
 The last batch is padded to a full batch (pad inputs, -100 labels, blank identifier); padded
 rows have no labels, so the loss head leaves them out of ``count`` and every other metric, and
-their predictions are cut off before saving.
+their predictions are cut off before saving. q_halt_loss is recomputed over labelled rows only
+(the loss head, like the reference, sums it over every row, padding included).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import torch.distributed as dist
 
 from hrm_data.format import Split
 
-from .data import eval_loader, to_device
+import torch.nn.functional as F
+
+from .data import IGNORE_LABEL_ID, eval_loader, to_device
 
 METRIC_KEYS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 
@@ -40,10 +43,11 @@ def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, de
                 with torch.device(device):
                     carry = model.initial_carry(batch)
                 while True:
-                    carry, _, metrics, outputs, all_halted = model(carry=carry, batch=batch,
-                                                                  return_keys=("preds",) if save_preds else ())
+                    carry, _, metrics, outputs, all_halted = model(carry=carry, batch=batch, return_keys=("preds",))
                     if bool(all_halted):
                         break
+                metrics = dict(metrics)
+                metrics["q_halt_loss"] = _q_halt_loss_without_padding(batch["labels"], outputs)
                 if sums is None:
                     keys = sorted(metrics)
                     sums = torch.zeros(len(keys), dtype=torch.float64, device=device)
@@ -74,6 +78,19 @@ def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, de
     finally:
         model.train(was_training)
     return results, all_preds
+
+
+def _q_halt_loss_without_padding(labels: torch.Tensor, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss head sums the halt BCE over every row; padded rows (no labels) must not count.
+
+    (The reference's evaluate includes its padding rows in q_halt_loss; every other metric
+    already skips rows without labels.)
+    """
+    mask = labels != IGNORE_LABEL_ID
+    rows = mask.any(-1)
+    correct = (mask & (outputs["preds"] == labels)).sum(-1) == mask.sum(-1)
+    q = outputs["q_halt_logits"].to(torch.float32)
+    return F.binary_cross_entropy_with_logits(q[rows], correct[rows].to(torch.float32), reduction="sum")
 
 
 def task_score(dataset, set_name: str, preds: np.ndarray) -> tuple[dict[str, float] | None, str | None]:

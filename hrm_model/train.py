@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
-import math
 import os
 import signal
 import sys
@@ -29,7 +28,7 @@ import torch.distributed as dist
 from hrm_data.sampler import SamplerState, sampler_for_split
 
 from . import checkpoint as ckpt
-from .config import ConfigError, arch_for_model, to_yaml
+from .config import arch_for_model, to_yaml
 from .data import TrainLoader, to_device
 from .evaluate import evaluate, task_score
 from .optim import AdamATan2, lr_at
@@ -328,6 +327,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     train_split, test_split = dataset.train, dataset.test
     meta = train_split.metadata
     B = cfg["global_batch_size"]
+    if (cfg["eval_batch_size"] or B) % dctx.world_size:
+        raise BadInput(f"eval_batch_size={cfg['eval_batch_size']} is not divisible by the {dctx.world_size} ranks")
     local_B = B // dctx.world_size
     warmup_steps = int(plan.warmup_steps)
     sched_total = int(plan.hrm_estimated_total_steps)
@@ -367,7 +368,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         with torch.no_grad():
             for t in list(model.parameters()) + list(model.buffers()):
                 dist.broadcast(t, src=0)
-    from .model import count_parameters, load_reference_state_dict
+    from .model import count_parameters, export_reference_state_dict, load_reference_state_dict
     optimizers, base_lrs = _optimizers(model, cfg, dctx.world_size)
     ema = EMA(model, cfg["ema_rate"]) if cfg["ema"] else None
 
@@ -410,6 +411,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         f"{' x ' + str(dctx.world_size) + ' ranks' if dctx.world_size > 1 else ''}; "
         f"forward {cfg['arch']['forward_dtype']}; compile {cfg['compile']}; run folder {run_dir}")
 
+    if resume is not None and main:
+        _truncate_metrics(run_dir / "metrics.jsonl", state.step)
     logger = Logger(run_dir, main)
     sampler = sampler_for_split(train_split, B, epochs_per_iter, cfg["seed"], dctx.rank, dctx.world_size)
     pin = device.type == "cuda"
@@ -418,6 +421,14 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         from tqdm import tqdm
         bar = tqdm(total=plan.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
                    file=sys.stderr, mininterval=0.5)
+
+    def out(msg: str) -> None:  # keep the progress bar intact
+        if bar is not None:
+            bar.clear()
+            say(msg)
+            bar.refresh()
+        else:
+            say(msg)
 
     def save(next_sampler: SamplerState, tag: str) -> None:
         ranks = [{"rng": ckpt.rng_state(), "carry": ckpt.carry_to_state(state.carry)}]
@@ -429,7 +440,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
             return
         obj = {
             "format_version": ckpt.FORMAT_VERSION,
-            "model": __import__("hrm_model.model", fromlist=["export_reference_state_dict"]).export_reference_state_dict(raw_model),
+            "model": export_reference_state_dict(raw_model),
             "optimizers": [o.state_dict() for o in optimizers],
             "step": state.step,
             "sampler": next_sampler.to_dict(),
@@ -444,12 +455,17 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         }
         ckpt.atomic_save(obj, ckpt.checkpoint_path(run_dir, state.step))
 
+    # the builder's task metric at every evaluation when the test split is small, else at the end
+    n_test = sum(test_split.set(sn).num_examples for sn in test_split.metadata.sets)
+    score_every_eval = bool(test_split.metadata.provenance.get("builder")) and n_test <= 100_000
+
     def do_eval(iteration: int, final: bool) -> None:
         if ema is not None:
             ema.swap(raw_model)
         try:
             results, preds = evaluate(model, test_split, global_batch_size=cfg["eval_batch_size"] or B,
-                                      device=device, rank=dctx.rank, world_size=dctx.world_size, save_preds=final)
+                                      device=device, rank=dctx.rank, world_size=dctx.world_size,
+                                      save_preds=final or score_every_eval)
         finally:
             if ema is not None:
                 ema.swap(raw_model)
@@ -458,17 +474,19 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         epoch = (iteration + 1) * epochs_per_iter
         for set_name, m in results.items():
             rec = {"type": "eval", "step": state.step, "epoch": epoch, "set": set_name, **m, "time": time.time()}
-            if final and set_name in preds:
-                np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
+            if set_name in preds:
+                if final:
+                    np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
                 if len(test_split.metadata.sets) == 1:
                     scores, note = task_score(dataset, set_name, preds[set_name])
                     if scores:
                         rec["task"] = scores
                     if note:
-                        say(f"note: {note}")
+                        out(f"note: {note}")
             logger.write(rec)
-            task = "".join(f" {k} {v:.4f}" for k, v in rec.get("task", {}).items())
-            say(f"eval step {state.step} epoch {epoch} [{set_name}] n={m['count']} "
+            task = "".join(f" {k} {v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f" {k} {int(v)}"
+                           for k, v in rec.get("task", {}).items())
+            out(f"eval step {state.step} epoch {epoch} [{set_name}] n={m['count']} "
                 f"accuracy {m.get('accuracy', 0):.4f} exact_accuracy {m.get('exact_accuracy', 0):.4f} "
                 f"q_halt_accuracy {m.get('q_halt_accuracy', 0):.4f} steps {m.get('steps', 0):.2f} "
                 f"lm_loss {m.get('lm_loss', 0):.4f}{task}")
@@ -558,6 +576,22 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         logger.close()
     say(f"done: {state.step} steps in {time.time() - t0:.1f} s; run folder {run_dir}")
     return run_dir
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop the lines a killed run logged after the checkpoint (they are redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(l + "\n" for l in keep))
+    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- eval-only
