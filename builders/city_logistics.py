@@ -395,29 +395,16 @@ class CityLogistics(Builder):
         of its input, and every identifier names the vehicle marked on the start cell."""
         return check_dataset(dataset, progress=progress)
 
-    def score(self, inputs=None, labels=None, predictions=None, *, dataset=None, split: str | None = None,
-              preds=None, grid_shape=None, label: str | None = None, metadata: dict | None = None,
-              **_: Any) -> dict:
-        """Task metric. Two ways to call it:
-
-        * ``score(dataset_or_path, "test", preds)`` (what ``hrm-train`` evaluation does): scores the
-          split's examples in order and returns scalars ``route_valid``, ``route_optimal`` (shares of
-          examples), ``cost_excess`` (mean relative extra cost of valid routes) and ``examples``;
-        * ``score(inputs, labels, predictions)``: per-example arrays from :func:`score_routes`.
-        """
-        if dataset is None and inputs is not None and (isinstance(inputs, (str, bytes)) or hasattr(inputs, "split")
-                                                       or hasattr(inputs, "__fspath__")):
-            dataset, split, predictions = inputs, labels, predictions
-        p = predictions if predictions is not None else preds
-        if dataset is None:
-            return score_routes(inputs, labels if p is None else p, grid_shape=grid_shape, label=label,
-                                metadata=metadata)
+    def score(self, dataset, split: str, predictions: np.ndarray) -> dict:
+        """Task metric of a split's predictions (example order): shares of examples whose predicted
+        route is valid (``route_valid``) and optimal (``route_optimal``), the mean relative extra cost
+        of valid routes (``cost_excess``) and ``examples``. Per-example arrays: :func:`score_routes`."""
         from hrm_data.format import Dataset
-        ds = Dataset(dataset) if isinstance(dataset, (str, bytes)) or hasattr(dataset, "__fspath__") else dataset
-        sp = ds.split(split or "test")
+        ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        sp = ds.split(split)
         x = np.concatenate([np.asarray(sp.set(s).inputs) for s in sp.metadata.sets])
-        p = np.asarray(p).reshape(x.shape[0], -1)
-        r = score_routes(x, p, grid_shape=grid_shape, label=label, metadata=sp.metadata.extra)
+        p = np.asarray(predictions).reshape(x.shape[0], -1)
+        r = score_routes(x, p, metadata=sp.metadata.extra)
         ok = r["valid"] & (r["optimal_cost"] > 0)
         excess = (r["cost"][ok] - r["optimal_cost"][ok]) / r["optimal_cost"][ok]
         return {"route_valid": float(r["valid"].mean()) if len(x) else 0.0,

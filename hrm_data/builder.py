@@ -85,7 +85,9 @@ class Builder:
         """Build statistics to print and record in provenance (e.g. redraw counts)."""
         return {}
 
-    # Optional hooks ------------------------------------------------------------------
+    # Optional hooks: define them as methods in a subclass --------------------------------
+    # check(dataset, progress=False) -> list[hrm_data.validate.Finding]   (validate --deep)
+    # score(dataset, split, predictions) -> dict[str, float]   predictions: (N, seq_len) in example order
     check: Callable[..., list] | None = None
     score: Callable[..., dict] | None = None
 

@@ -103,26 +103,10 @@ def task_score(dataset, set_name: str, preds: np.ndarray) -> tuple[dict[str, flo
         builder = registry.get(builder_name)
     except Exception as e:
         return None, f"task metric skipped: builder {builder_name!r} not available ({e})"
-    score = getattr(builder, "score", None)
-    if score is None:
+    if builder.score is None:
         return None, None
-    attempts = (
-        lambda: score(dataset, "test", preds),
-        lambda: score(dataset=dataset, split="test", preds=preds),
-        lambda: score(dataset.path, "test", preds),
-    )
-    last: Exception | None = None
-    for call in attempts:
-        try:
-            out = call()
-        except TypeError as e:
-            last = e
-            continue
-        except Exception as e:
-            return None, f"task metric skipped: {builder_name}.score failed ({type(e).__name__}: {e})"
-        if hasattr(out, "to_dict"):
-            out = out.to_dict()
-        if isinstance(out, dict):
-            return {k: float(v) for k, v in out.items() if isinstance(v, (int, float, np.number))}, None
-        return None, f"task metric skipped: {builder_name}.score returned {type(out).__name__}"
-    return None, f"task metric skipped: cannot call {builder_name}.score ({last})"
+    try:
+        out = builder.score(dataset, "test", preds)
+    except Exception as e:  # a plugin's metric must never cost the user their evaluation
+        return None, f"task metric skipped: {builder_name}.score failed ({type(e).__name__}: {e})"
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float, np.number))}, None

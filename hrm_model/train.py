@@ -636,18 +636,18 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
         load_reference_state_dict(model, weights, strict=True)
     except RuntimeError as e:
         raise BadInput(f"{checkpoint_path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
-    results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=out_dir is not None)
+    results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True)
     for set_name, m in results.items():
         line = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
         echo(f"eval [{set_name}] {line}")
         if out_dir is not None and set_name in preds:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"predictions_{set_name}.npy", preds[set_name])
-            if len(dataset.test.metadata.sets) == 1:
-                scores, note = task_score(dataset, set_name, preds[set_name])
-                if scores:
-                    m["task"] = scores
-                    echo("task " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-                if note:
-                    echo(f"note: {note}")
+        if len(dataset.test.metadata.sets) == 1 and set_name in preds:
+            scores, note = task_score(dataset, set_name, preds[set_name])
+            if scores:
+                m["task"] = scores
+                echo("task " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            if note:
+                echo(f"note: {note}")
     return results

@@ -349,8 +349,8 @@ def test_score_rejects_forbidden_and_closed_cells():
     closed[np.flatnonzero(y == o.PATH)[3]] = o.road_token(2, o.CLOSED)
     r = cl.score_routes(closed[None], np.where(y == o.PATH, o.PATH, closed)[None], grid_shape=(10, 10))
     assert not r["valid"][0]
-    # the builder hook reads shape and vehicles itself
-    r = CityLogistics().score(x_car[None], y[None], y[None])
+    # shape and vehicle are read from the tokens alone
+    r = cl.score_routes(x_car[None], y[None])
     assert r["optimal"].tolist() == [True]
 
 
