@@ -416,7 +416,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     logger = Logger(run_dir, main)
     sampler = sampler_for_split(train_split, B, epochs_per_iter, cfg["seed"], dctx.rank, dctx.world_size)
     pin = device.type == "cuda"
-    bar = None
+    bar, bar_acc = None, 0.0
     if main and cfg["progress"]:
         from tqdm import tqdm
         bar = tqdm(total=plan.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
@@ -553,8 +553,10 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                         rec = {k: (x / B if k.endswith("loss") else x / count) for k, x in v.items() if k != "count"}
                         rec.update(count=int(v.get("count", 0)), lr=lrs[-1], loss=float(loss.detach()) / B)
                         if bar is not None:
+                            if rec["count"]:  # accuracy exists only for rows that halted this step
+                                bar_acc = rec.get("accuracy", 0.0)
                             bar.update(state.step - bar.n)
-                            bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{rec.get('accuracy', 0):.3f}",
+                            bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{bar_acc:.3f}",
                                             lr=f"{lrs[-1]:.2e}", refresh=False)
                         if log_now:
                             logger.write({"type": "train", "step": state.step, "epoch": it * epochs_per_iter,
