@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 checked and found wrong, 2 bad usage or input that cannot be
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 

@@ -12,7 +12,7 @@ from hrm_model import checkpoint as ckpt
 from hrm_model import train as T
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import TINY, config, make_dataset, read_metrics  # noqa: E402
+from trainer_fixtures import TINY, config, make_dataset, read_metrics  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -3,7 +3,6 @@ import subprocess
 import sys
 from importlib.metadata import EntryPoint
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from hrm_model import checkpoint as ckpt
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import config, make_dataset, read_metrics  # noqa: E402
+from trainer_fixtures import config, make_dataset, read_metrics  # noqa: E402
 
 COMMON = ["epochs=3", "eval_interval=1", "global_batch_size=16", "arch.halt_max_steps=3",
           "arch.halt_exploration_prob=0.0",  # exploration draws per-rank random numbers (seed + rank), as the reference

@@ -1,6 +1,5 @@
 """The format library: writer metadata, dtypes, atomic commit, reader walk, fingerprint."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -198,7 +197,7 @@ def test_metadata_errors_name_field():
 
 
 def test_truncated_npy_is_a_format_error(tmp_path):
-    ds = write_small(tmp_path / "d", np.random.default_rng(0))
+    write_small(tmp_path / "d", np.random.default_rng(0))
     p = tmp_path / "d/train/all__inputs.npy"
     p.write_bytes(p.read_bytes()[:-5])
     with pytest.raises(FormatError, match="truncated or corrupt"):

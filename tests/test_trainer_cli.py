@@ -12,7 +12,7 @@ from hrm_model.cli import main
 from hrm_model.config import ConfigError, load_file, parse_overrides, resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import TINY, make_dataset  # noqa: E402
+from trainer_fixtures import TINY, make_dataset  # noqa: E402
 
 
 def cli(*args):
