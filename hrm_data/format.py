@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,8 @@ class Dataset:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.is_file():
+            raise FormatError(f"{self.path}: is a file; give the dataset directory (the one holding train/ and test/)")
         if not self.path.is_dir():
             raise FormatError(f"{self.path}: no such dataset directory")
         self._splits: dict[str, Split] = {}
@@ -229,16 +232,25 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
 
 # ----------------------------------------------------------------------------- fingerprint
 
-def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_rows: int = 1 << 16) -> None:
-    # Values, not bytes-on-disk: the same tokens stored as uint8 or int32 hash alike.
+def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_bytes: int = 1 << 25) -> None:
+    # Values, not bytes-on-disk: the same tokens stored as uint8 or int32 hash alike, because
+    # every array is hashed in the smallest dtype that holds its value range.
     arr = np.asarray(arr)
     h.update(f"{arr.shape}".encode())
     if arr.ndim == 0 or arr.shape[0] == 0:
         return
-    row = int(np.prod(arr.shape[1:], dtype=np.int64)) or 1
-    step = max(1, (chunk_rows * 81) // row)
-    for s in range(0, arr.shape[0], step):
-        h.update(np.ascontiguousarray(arr[s:s + step], dtype=np.int64).tobytes())
+    row_bytes = max(1, arr[:1].nbytes)
+    step = max(1, chunk_bytes // row_bytes)
+    chunks = [slice(s, s + step) for s in range(0, arr.shape[0], step)]
+    if arr.dtype.kind in "iub":
+        lo = min(int(arr[c].min()) for c in chunks)
+        hi = max(int(arr[c].max()) for c in chunks)
+        dt = smallest_int_dtype(hi, lo).newbyteorder("<")
+    else:  # a broken dataset (float tokens): hash what is there
+        dt = arr.dtype.newbyteorder("<")
+    h.update(dt.str.encode())
+    for c in chunks:
+        h.update(np.ascontiguousarray(arr[c], dtype=dt).tobytes())
 
 
 def fingerprint(path: str | os.PathLike) -> str:
@@ -352,8 +364,14 @@ class DatasetWriter:
                  ignore_label_id: int | None = 0, identifiers: Sequence[str] = (), force: bool = False,
                  extra: dict[str, Any] | None = None, set_name: str = "all"):
         self.path = Path(path)
-        if self.path.exists() and not force:
-            raise DatasetExistsError(f"{self.path}: already exists; pass --force to replace it, or choose another --out")
+        if self.path.name in ("", ".", ".."):
+            raise ValueError(f"{str(path)!r}: name the dataset folder itself (e.g. data/mine), not '.' or '..'")
+        if self.path.exists() or self.path.is_symlink():
+            if not force:
+                raise DatasetExistsError(f"{self.path}: already exists; pass --force to replace it, or choose another --out")
+            if not _replaceable(self.path):
+                raise DatasetExistsError(f"{self.path}: exists and is not an HRM dataset; refusing to replace it "
+                                         f"even with --force (choose another --out)")
         self.vocab_size, self.seq_len, self.pad_id, self.ignore_label_id = vocab_size, seq_len, pad_id, ignore_label_id
         self.set_name = set_name
         self.extra = dict(extra or {})
@@ -364,8 +382,11 @@ class DatasetWriter:
         stored = (vocab_size - 1, pad_id) + (() if ignore_label_id is None else (ignore_label_id,))
         self.token_dtype = smallest_int_dtype(max(stored), min(stored))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(self.path)
+        _recover_stale(self.path)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-", dir=self.path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a dataset is for everyone the umask allows
         self._splits: dict[str, SplitWriter] = {}
         self._closed = False
 
@@ -384,9 +405,19 @@ class DatasetWriter:
         return self._splits[name]
 
     def close(self) -> Path:
-        """Finish every split, write identifiers.json and the fingerprint, rename into place."""
+        """Finish every split, write identifiers.json and the fingerprint, move into place."""
         if self._closed:
             return self.path
+        try:
+            self._finish()
+            _commit(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self.path
+
+    def _finish(self) -> None:
         for name in SPLITS:
             if name not in self._splits:
                 self.split(name)  # an empty split still gets its files: HRM's loader needs both
@@ -399,15 +430,6 @@ class DatasetWriter:
         fp = fingerprint(self.tmp)  # provenance is not hashed, so writing it in afterwards is safe
         for sw in self._splits.values():
             sw.write_metadata(fp)
-        old = None
-        if self.path.exists():
-            old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
-            os.rename(self.path, old)
-        os.rename(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        self._closed = True
-        return self.path
 
     def abort(self) -> None:
         for sw in self._splits.values():
@@ -425,22 +447,78 @@ class DatasetWriter:
             self.abort()
 
 
-def _remove_stale_temps(target: Path) -> None:
-    """Temp folders left by a killed writer (its pid no longer alive) are removed."""
+def _replaceable(path: Path) -> bool:
+    """--force may replace a dataset (ours or HRM's) or an empty folder, never anything else."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    return not any(path.iterdir()) or (path / "identifiers.json").exists() or any(
+        (path / s / "dataset.json").exists() for s in SPLITS)
+
+
+def _pid_alive(name: str, marker: str) -> bool:
+    try:
+        pid = int(name.split(marker)[1].split("-")[0])
+    except (IndexError, ValueError):
+        return True  # not ours: leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _recover_stale(target: Path) -> None:
+    """Undo what a killed writer left beside ``target``: its temp folders are removed; a dataset
+    it had moved aside to make room is put back if the target is missing, else removed."""
     for p in target.parent.glob(f".{target.name}.tmp-*"):
-        try:
-            pid = int(p.name.split(".tmp-")[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
+        if not _pid_alive(p.name, ".tmp-"):
             shutil.rmtree(p, ignore_errors=True)
+    for p in target.parent.glob(f".{target.name}.old-*"):
+        if _pid_alive(p.name, ".old-"):
+            continue
+        if not (target.exists() or target.is_symlink()):
+            os.rename(p, target)
+        else:
+            _remove(p)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        import ctypes
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def _commit(tmp: Path, target: Path) -> None:
+    """Put ``tmp`` at ``target``. A dataset already there is swapped out in one atomic step, or,
+    where the OS cannot swap, moved aside first and put back by the next writer if we die between
+    the two renames. Either way some complete dataset is always at (or recoverable to) ``target``."""
+    if not (target.exists() or target.is_symlink()):
+        os.rename(tmp, target)
+        return
+    if _exchange(tmp, target):
+        _remove(tmp)  # tmp now holds the old dataset
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
+    os.rmdir(old)
+    os.rename(target, old)
+    os.rename(tmp, target)
+    _remove(old)
 
 
 class SplitWriter:
@@ -467,15 +545,24 @@ class SplitWriter:
         if not group.puzzles:
             raise ValueError("a group needs at least one puzzle")
         S = self.parent.seq_len
-        sizes = []
-        for pz in group.puzzles:
+        arrays = []
+        for pz in group.puzzles:  # check the whole group first, so a rejected group writes nothing
             x, y = np.asarray(pz.inputs), np.asarray(pz.labels)
             if x.ndim == 1:
                 x, y = x[None], y[None]
             if x.shape != y.shape or x.ndim != 2 or x.shape[1] != S or x.shape[0] == 0:
                 raise ValueError(f"puzzle {pz.identifier!r}: inputs {x.shape} and labels {y.shape} "
                                  f"must both be (n>=1, seq_len={S})")
+            if x.dtype.kind not in "iu" or y.dtype.kind not in "iu":
+                raise ValueError(f"puzzle {pz.identifier!r}: tokens must be integer arrays, "
+                                 f"got {x.dtype} inputs and {y.dtype} labels")
             self._check_range(pz.identifier, x, y)
+            arrays.append((x, y))
+        n = sum(x.shape[0] for x, _ in arrays)
+        if group.rows is not None and len(group.rows) != n:
+            raise ValueError(f"group {group.key!r}: {len(group.rows)} side-table rows for {n} examples")
+        sizes = []
+        for x, y in arrays:
             self._inputs.append(x)
             self._labels.append(y)
             sizes.append(x.shape[0])
@@ -509,8 +596,13 @@ class SplitWriter:
             r.setdefault("example", first + i)
             if key is not None:
                 r.setdefault("group_key", key)
-            for k in dict.fromkeys([*self._rows, *r]):  # ordered: same columns, same bytes
-                self._rows.setdefault(k, [None] * (self._row_count + i - first))
+            buffered = len(next(iter(self._rows.values()), []))
+            for k in r:  # in order: same columns, same bytes
+                if k not in self._rows:
+                    if self._parquet is not None:
+                        raise ValueError(f"side-table column {k!r} first appears at example {first + i}, after "
+                                         f"rows were written without it; give every row the same keys")
+                    self._rows[k] = [None] * buffered
             for k in self._rows:
                 self._rows[k].append(r.get(k))
         self._row_count += n

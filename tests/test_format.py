@@ -1,5 +1,6 @@
 """The format library: writer metadata, dtypes, atomic commit, reader walk, fingerprint."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def test_negative_ignore_label_is_stored_exactly(tmp_path):
     y = np.array([[1, -100, 3, 4]])
     with DatasetWriter(tmp_path / "d", vocab_size=5, seq_len=4, ignore_label_id=-100) as w:
         with w.split("train") as s:
-            s.add_group([Puzzle("a", np.ones((1, 4)), y)])
+            s.add_group([Puzzle("a", np.ones((1, 4), int), y)])
     labels = Dataset(tmp_path / "d").train.set("all").labels
     assert labels.dtype == np.int8 and labels.tolist() == y.tolist()
 
@@ -93,7 +94,7 @@ def test_exception_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         with DatasetWriter(tmp_path / "d", vocab_size=5, seq_len=4) as w:
             with w.split("train") as s:
-                s.add_group([Puzzle("a", np.ones((1, 4)), np.ones((1, 4)))])
+                s.add_group([Puzzle("a", np.ones((1, 4), int), np.ones((1, 4), int))])
                 raise RuntimeError("builder crashed")
     assert list(tmp_path.iterdir()) == []
 
@@ -104,7 +105,13 @@ def test_bad_groups_rejected(tmp_path):
         with pytest.raises(ValueError, match="seq_len=4"):
             s.add_group([Puzzle("a", np.ones((1, 3)), np.ones((1, 3)))])
         with pytest.raises(ValueError, match="out of range"):
-            s.add_group([Puzzle("a", np.full((1, 4), 7), np.ones((1, 4)))])
+            s.add_group([Puzzle("a", np.full((1, 4), 7), np.ones((1, 4), int))])
+        with pytest.raises(ValueError, match="integer arrays"):
+            s.add_group([Puzzle("a", np.ones((1, 4)), np.ones((1, 4)))])
+        with pytest.raises(ValueError, match="out of range"):  # the whole group is checked first
+            s.add_group([Puzzle("ok", np.ones((1, 4), int), np.ones((1, 4), int)),
+                         Puzzle("bad", np.full((1, 4), 9), np.ones((1, 4), int))])
+        assert s.num_examples == 0 and s._inputs.rows == 0
         with pytest.raises(ValueError, match="at least one puzzle"):
             s.add_group([])
 
@@ -211,3 +218,66 @@ def test_side_table(tmp_path):
     assert len(t) == a.num_examples
     assert list(t["example"]) == list(range(a.num_examples))
     assert t["group_key"].iloc[0] == "train0" and t["group_key"].iloc[-1] == "train5"
+
+
+def test_force_replaces_only_datasets_or_empty_folders(tmp_path):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("important")
+    with pytest.raises(DatasetExistsError, match="not an HRM dataset"):
+        write_small(precious, np.random.default_rng(0), force=True)
+    assert (precious / "thesis.txt").read_text() == "important"
+    (tmp_path / "empty").mkdir()
+    write_small(tmp_path / "empty", np.random.default_rng(0), force=True)
+    assert (tmp_path / "empty" / "identifiers.json").exists()
+    for bad in (".", ".."):
+        with pytest.raises(ValueError, match="name the dataset folder"):
+            DatasetWriter(bad, vocab_size=3, seq_len=2)
+
+
+def test_dataset_is_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_small(tmp_path / "d", np.random.default_rng(0))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_dataset_moved_aside_by_a_dead_writer_is_put_back(tmp_path):
+    """Where the OS cannot swap atomically, the old dataset is renamed aside first; if the writer
+    dies right then, the next writer restores it (the target path is never left empty for good)."""
+    write_small(tmp_path / "d", np.random.default_rng(0))
+    before = fingerprint(tmp_path / "d")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    os.rename(tmp_path / "d", tmp_path / f".d.old-{dead.pid}-x1")
+    with pytest.raises(RuntimeError):
+        with DatasetWriter(tmp_path / "d", vocab_size=3, seq_len=2, force=True):
+            raise RuntimeError("stop before writing")
+    assert fingerprint(tmp_path / "d") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_side_table_column_added_by_a_later_group(tmp_path):
+    x = np.ones((1, 4), int)
+    with DatasetWriter(tmp_path / "d", vocab_size=5, seq_len=4) as w:
+        with w.split("train") as s:
+            for rows in ([{"a": 1}], [{"a": 2, "b": 3}], [{"a": 4}]):
+                s.add_group(Group([Puzzle("p", x, x)], rows=rows))
+    t = Dataset(tmp_path / "d").train.side_table()
+    assert list(t["a"]) == [1, 2, 4] and t["b"].isna().tolist() == [True, False, True]
+
+
+def test_fingerprint_fast_path_keeps_values_semantics(tmp_path):
+    """Hashing in the smallest dtype: the same values give the same hash, other values another."""
+    import hashlib
+    from hrm_data.format import _hash_array
+    def h(a):
+        d = hashlib.blake2b(digest_size=8)
+        _hash_array(d, a)
+        return d.hexdigest()
+    x = np.arange(300).reshape(3, 100)
+    assert h(x.astype(np.int64)) == h(x.astype(np.int32)) == h(x.astype(np.uint16))
+    assert h(x % 7) == h((x % 7).astype(np.uint8)) != h(x % 5)
+    assert h(np.array([-1, 2])) != h(np.array([255, 2]))
