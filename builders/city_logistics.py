@@ -323,6 +323,9 @@ class CityLogistics(Builder):
             raise ValueError(f"--min-distance larger than the map allows ({2 * (size - 1)})")
         if int(o["workers"]) < 1:
             raise ValueError("--workers must be at least 1")
+        for name, low in (("train_scenarios", 1), ("test_scenarios", 0), ("min_distance", 0), ("seed", 0)):
+            if int(o[name]) < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {o[name]}")
         return dict(train_scenarios=int(o["train_scenarios"]), test_scenarios=int(o["test_scenarios"]), size=size,
                     vehicles=parse_vehicles(o["vehicles"]), num_aug=int(o["num_aug"]), label=o["label"],
                     seed=int(o["seed"]), workers=int(o["workers"]), min_distance=int(o["min_distance"]))

@@ -40,7 +40,7 @@ def main() -> None:
 
 # ----------------------------------------------------------------------------- builders
 
-@main.command("builders")
+@main.command("builders", short_help="List installed dataset builders.")
 def builders_cmd() -> None:
     """List installed dataset builders."""
     from . import registry
@@ -72,7 +72,8 @@ def _builder_command(builder) -> click.Command:
     params = [
         click.Option(["--out", "-o"], default=builder.default_out, show_default=True,
                      help="Dataset directory to write."),
-        click.Option(["--force"], is_flag=True, help="Replace an existing dataset at --out."),
+        click.Option(["--force"], is_flag=True,
+                     help="Replace an existing dataset (or empty folder) at --out; anything else is never touched."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress bar."),
     ]
     for opt in builder.options:
@@ -94,24 +95,27 @@ def _builder_command(builder) -> click.Command:
             path = build(builder, out, options, force=force, progress=not quiet)
         except DatasetExistsError as e:
             raise BadInput(str(e)) from None
-        except ValueError as e:
+        except (ValueError, RuntimeError) as e:  # bad options, or options no scenario can satisfy
             raise BadInput(f"{builder.name}: {e}") from None
+        except OSError as e:
+            raise BadInput(f"{out}: cannot write the dataset here ({e.strerror or e}); choose another --out") from None
         report = builder.report()
         extra = "".join(f", {k}={v}" for k, v in report.items())
         click.echo(f"wrote {path}{extra}")
 
-    return click.Command(builder.name, params=params, callback=run,
-                         help=f"{builder.description}\n\nWrites {builder.default_out} unless --out is given.")
+    return click.Command(builder.name, params=params, callback=run, short_help=builder.description,
+                         help=f"{builder.description}\n\nWrites {builder.default_out} unless --out is given. The same "
+                              "options give the same bytes; the build is atomic (nothing is left at --out if it fails).")
 
 
-@main.group("build", cls=BuildGroup)
+@main.group("build", cls=BuildGroup, short_help="Build a dataset with an installed builder.")
 def build_cmd() -> None:
     """Build a dataset with an installed builder (see `hrm-data builders`)."""
 
 
 # ----------------------------------------------------------------------------- validate
 
-@main.command("validate")
+@main.command("validate", short_help="Find every way a dataset can be wrong.")
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--deep", is_flag=True, help="Also run the builder's own domain check (slower).")
@@ -127,7 +131,7 @@ def validate_cmd(path: str, as_json: bool, deep: bool, quiet: bool) -> None:
 
 # ----------------------------------------------------------------------------- plan
 
-@main.command("plan")
+@main.command("plan", short_help="HRM's step / epoch / warmup arithmetic, with warnings.")
 @click.argument("path", type=click.Path())
 @click.option("--global-batch-size", "-b", type=click.IntRange(min=1), required=True, help="Examples per optimizer step, all ranks together.")
 @click.option("--epochs", "-e", type=click.IntRange(min=1), required=True, help="Training epochs (one epoch = one puzzle per group).")
@@ -138,7 +142,16 @@ def validate_cmd(path: str, as_json: bool, deep: bool, quiet: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed (matters when puzzles have several examples).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def plan_cmd(path, global_batch_size, epochs, eval_interval, lr_warmup_steps, lr_warmup_examples, world_size, seed, as_json) -> None:
-    """HRM's step / epoch / warmup arithmetic for the dataset at PATH, as its sampler behaves."""
+    """HRM's step / epoch / warmup arithmetic for the dataset at PATH, as its sampler behaves.
+
+    Counts what HRM's training loop really does (one puzzle per group per epoch, EVAL_INTERVAL
+    epochs per iteration, only each iteration's last partial batch dropped), compares it with the
+    schedule length HRM computes from dataset.json, and warns about configurations that silently
+    train badly. See docs/training-math.md.
+
+    Exit 0: plan printed (warnings allowed); 1: HRM would refuse or train zero steps; 2: PATH is
+    not a dataset.
+    """
     if lr_warmup_steps is not None and lr_warmup_examples is not None:
         raise BadInput("give --lr-warmup-steps or --lr-warmup-examples, not both")
     from .plan import run_cli
@@ -149,10 +162,10 @@ def plan_cmd(path, global_batch_size, epochs, eval_interval, lr_warmup_steps, lr
 
 # ----------------------------------------------------------------------------- show
 
-@main.command("show")
+@main.command("show", short_help="Print one example as a (coloured) text grid.")
 @click.argument("path", type=click.Path())
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
-@click.option("--index", "-i", type=int, default=0, show_default=True, help="Example index within the split.")
+@click.option("--index", "-i", type=int, default=0, show_default=True, help="Example index within the set (the split's only set, usually).")
 @click.option("--set", "set_name", default=None, help="Set name (default: the split's first set).")
 @click.option("--color/--no-color", default=None, help="Colour output (default: when the terminal supports it).")
 def show_cmd(path, split, index, set_name, color) -> None:
@@ -165,10 +178,12 @@ def show_cmd(path, split, index, set_name, color) -> None:
                                 color=sys.stdout.isatty() if color is None else color)
     except (FormatError, IndexError, KeyError) as e:
         raise BadInput(str(e).strip("'\"")) from None
+    except (ValueError, TypeError) as e:  # arrays that do not fit their metadata
+        raise BadInput(f"{path}: cannot display {split} example {index} ({e}); run `hrm-data validate {path}`") from None
     click.echo(text)
 
 
-@main.command("fingerprint")
+@main.command("fingerprint", short_help="Print the dataset's content fingerprint.")
 @click.argument("path", type=click.Path())
 def fingerprint_cmd(path) -> None:
     """Print the dataset's content fingerprint (what checkpoints record)."""

@@ -51,7 +51,7 @@ CODES: dict[str, tuple[str, str]] = {
     "W108": ("identifiers-blank", "identifiers.json's index 0 is not \"<blank>\""),
     "E109": ("no-sets", "dataset.json's sets is empty or names a set twice"),
     # shapes and dtypes
-    "E201": ("bad-dtype", "an array is not of an integer dtype (bool, float, object...)"),
+    "E201": ("bad-dtype", "an array is not of an integer dtype (bool, float, object...), or an index array is uint64"),
     "E202": ("bad-shape", "an array has the wrong number of dimensions, or inputs and labels differ in shape"),
     "E203": ("index-length", "puzzle_indices is not one longer than puzzle_identifiers, or group_indices is empty"),
     # index structure
@@ -460,6 +460,11 @@ class _Validator:
             if dtype.hasobject or not (np.issubdtype(dtype, np.integer) and dtype != np.bool_):
                 self.add("E201", f"dtype is {dtype}; HRM needs integers (uint8/uint16/int32/int64): rebuild with "
                                  "an integer dtype (e.g. arr.astype(np.int32))", **loc)
+                continue
+            if dtype == np.uint64 and f in ("puzzle_indices", "group_indices", "puzzle_identifiers"):
+                # numpy promotes uint64 with int64 to float64, and HRM's sampler then indexes with floats
+                self.add("E201", "dtype is uint64; index arrays used in arithmetic must be signed: rebuild with "
+                                 "arr.astype(np.int32)", **loc)
                 continue
             want = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             size = path.stat().st_size

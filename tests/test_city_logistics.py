@@ -383,6 +383,7 @@ def test_optimal_cells_dataset_checks_clean(tmp_path):
 def test_bad_options_are_value_errors():
     b = CityLogistics()
     for bad in (dict(vehicles="car,plane"), dict(vehicles="car,car"), dict(num_aug=8), dict(size=3),
+                dict(train_scenarios=0), dict(test_scenarios=-1), dict(min_distance=-5), dict(seed=-1),
                 dict(min_distance=100)):
         with pytest.raises(ValueError):
             b.info(bad)

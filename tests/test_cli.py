@@ -3,6 +3,7 @@ import subprocess
 import sys
 from importlib.metadata import EntryPoint
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -85,3 +86,28 @@ def test_glyphs_are_distinct():
     g = token_glyphs(names, len(names))
     assert len(set(g)) == len(names) and g[0] == "p" and g[1] == "l"
     assert token_glyphs(names, 3, glyphs=["."] * 0 + [".", "=", "J"]) == [".", "=", "J"]
+
+
+def test_build_errors_are_one_line_exit_2(parity, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    r = run("build", "parity", "--out", precious, "--force", "-q")
+    assert r.exit_code == 2 and "not an HRM dataset" in r.output
+    assert (precious / "notes.txt").read_text() == "keep me"
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    r = run("build", "parity", "--out", blocker / "sub", "-q")
+    assert r.exit_code == 2 and "cannot write the dataset here" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "precious"]
+
+
+def test_show_on_arrays_that_do_not_fit_metadata(tmp_path):
+    from hrm_data.format import write_arrays
+    x = np.ones((2, 4), np.uint8)
+    arrays = dict(inputs=x, labels=x, puzzle_identifiers=np.zeros(2, np.int32),
+                  puzzle_indices=np.arange(3, dtype=np.int32), group_indices=np.arange(3, dtype=np.int32))
+    write_arrays(tmp_path / "d", {"train": arrays, "test": arrays}, vocab_size=3,
+                 metadata_overrides={"train": {"seq_len": 7, "grid_shape": [1, 7]}})
+    r = run("show", tmp_path / "d", "--no-color")
+    assert r.exit_code == 2 and "hrm-data validate" in r.output and "Traceback" not in r.output

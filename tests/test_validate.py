@@ -161,6 +161,8 @@ CASES = [
     ("E201", dict(edit=_set("train", "labels", lambda a: a.astype(np.float32))),
      dict(edit=_set("train", "labels", lambda a: a.astype(np.int64)))),
     ("E201", dict(edit=_set("test", "puzzle_identifiers", lambda a: a.astype(bool))), None),
+    ("E201", dict(edit=_set("train", "puzzle_indices", lambda a: a.astype(np.uint64))),
+     dict(edit=_set("train", "puzzle_indices", lambda a: a.astype(np.int64)))),
     ("E202", dict(edit=_set("train", "labels", lambda a: a[:, :-1].copy())), None),
     ("E202", dict(post=lambda p: np.save(p / "train" / "all__inputs.npy",  # write_arrays needs 2-D inputs
                                          np.load(p / "train" / "all__inputs.npy").reshape(-1))), None),
