@@ -199,6 +199,9 @@ class Dataset:
 
     @property
     def identifiers(self) -> list[str]:
+        if not (self.path / "identifiers.json").exists():
+            raise FormatError(f"{self.path / 'identifiers.json'}: missing; every dataset has one at its root "
+                              f"(a JSON list of names, entry 0 \"<blank>\"): rebuild the dataset or copy it")
         ids = read_json(self.path / "identifiers.json")
         if not isinstance(ids, list):
             raise FormatError(f"{self.path / 'identifiers.json'}: expected a JSON list of names")

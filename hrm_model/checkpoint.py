@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import re
 import tempfile
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,9 @@ import torch
 FORMAT_VERSION = 1
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
+_TMP_RE = re.compile(r"^\.step_\d+\.pt\.tmp-[A-Za-z0-9_]+$")  # atomic_save's temp files (mkstemp suffix)
+# keys only our own checkpoints hold: the marker that allows a full unpickle (older files only)
+_OWN_MARKERS = (b"format_version", b"optimizers", b"fingerprint")
 
 
 class CheckpointError(Exception):
@@ -44,6 +49,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -51,6 +57,36 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             pass
         raise
     return path
+
+
+def _fsync_dir(d: Path) -> None:
+    """Make the rename durable (best effort: not every OS / file system allows it)."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete temp files a kill left in ``checkpoints/`` during a write (only our own pattern)."""
+    d = Path(run_dir) / CKPT_DIR
+    removed = []
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        if _TMP_RE.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
@@ -74,7 +110,30 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
-def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+def _is_own_format(path: Path) -> bool:
+    """Whether a torch zip file's pickle holds our checkpoint's keys (checked without unpickling)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(names) != 1:
+                return False
+            data = z.read(names[0])
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return False
+    return all(m in data for m in _OWN_MARKERS)
+
+
+def _needs_pickle_code(e: Exception) -> bool:
+    return isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower()
+
+
+def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Load a checkpoint, a run folder's newest checkpoint, or a bare weight file.
+
+    Files are read with ``weights_only=True`` (tensors, dicts, lists, numbers: no code runs).
+    Only a file in our own checkpoint format (older versions may hold other objects) is read
+    again with full unpickling; any other file that needs it is refused.
+    """
     path = Path(path)
     if path.is_dir():  # a run folder: its newest checkpoint
         latest = latest_checkpoint(path)
@@ -84,10 +143,19 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated / not a torch file
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        if not _needs_pickle_code(e):  # truncated / not a torch file
+            raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: "
+                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+    if not _is_own_format(path):
+        raise CheckpointError(f"{path}: refused for safety: the file holds Python objects other than tensors, "
+                              "and loading them would run code from the file; only hrm-train checkpoints and "
+                              "plain state dicts (tensors) are loaded")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    return obj
 
 
 def is_full_checkpoint(obj: Any) -> bool:
@@ -98,9 +166,10 @@ def weights_of(obj: Any) -> "OrderedDict[str, torch.Tensor]":
     """Model weights from a full checkpoint or a bare state dict (reference ``step_N`` file)."""
     if is_full_checkpoint(obj):
         return obj["model"]
-    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         return OrderedDict(obj)
-    raise CheckpointError("not a model state dict or an hrm-train checkpoint")
+    raise CheckpointError(f"not a model state dict or an hrm-train checkpoint (holds a {type(obj).__name__}"
+                          + (" without tensors" if isinstance(obj, dict) else "") + ")")
 
 
 def check_fingerprint(saved: str | None, current: str, force: bool, what: str = "checkpoint") -> str | None:
