@@ -20,7 +20,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
 _TMP_RE = re.compile(r"^\.step_\d+\.pt\.tmp-[A-Za-z0-9_]+$")  # atomic_save's temp files (mkstemp suffix)
 # keys only our own checkpoints hold: the marker that allows a full unpickle (older files only)
-_OWN_MARKERS = (b"format_version", b"optimizers", b"fingerprint")
 
 
 class CheckpointError(Exception):
@@ -110,29 +108,26 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _is_own_format(path: Path) -> bool:
-    """Whether a torch zip file's pickle holds our checkpoint's keys (checked without unpickling)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            if len(names) != 1:
-                return False
-            data = z.read(names[0])
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
-        return False
-    return all(m in data for m in _OWN_MARKERS)
+def _weights_only_refusal(e: Exception) -> str | None:
+    """torch's weights-only refusal, reduced to its cause ("Unsupported global: ..."), else None."""
+    if not (isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower()):
+        return None
+    text = str(e)
+    after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    first = next((l.strip() for l in after.splitlines() if l.strip()), "")
+    return first.split(". Please use")[0][:200]
 
 
-def _needs_pickle_code(e: Exception) -> bool:
-    return isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower()
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
 def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """Load a checkpoint, a run folder's newest checkpoint, or a bare weight file.
 
-    Files are read with ``weights_only=True`` (tensors, dicts, lists, numbers: no code runs).
-    Only a file in our own checkpoint format (older versions may hold other objects) is read
-    again with full unpickling; any other file that needs it is refused.
+    Every file is read with ``weights_only=True`` (tensors, dicts, lists, numbers: no code from
+    the file runs); our own checkpoints hold nothing else. A file that needs more is refused.
     """
     path = Path(path)
     if path.is_dir():  # a run folder: its newest checkpoint
@@ -145,17 +140,14 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        if not _needs_pickle_code(e):  # truncated / not a torch file
-            raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: "
-                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
-    if not _is_own_format(path):
-        raise CheckpointError(f"{path}: refused for safety: the file holds Python objects other than tensors, "
-                              "and loading them would run code from the file; only hrm-train checkpoints and "
-                              "plain state dicts (tensors) are loaded")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+        refusal = _weights_only_refusal(e)
+        if refusal is None:  # truncated / not a torch file
+            raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(e)})") from None
+    if refusal.startswith("Unsupported global"):
+        raise CheckpointError(f"{path}: refused for safety: the file holds Python objects other than tensors "
+                              f"({refusal}), and loading them would run code from the file; only hrm-train "
+                              "checkpoints and plain state dicts (tensors) are loaded") from None
+    raise CheckpointError(f"{path}: unreadable checkpoint (not a torch weight file: {refusal})") from None
 
 
 def is_full_checkpoint(obj: Any) -> bool:
@@ -168,8 +160,8 @@ def weights_of(obj: Any) -> "OrderedDict[str, torch.Tensor]":
         return obj["model"]
     if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         return OrderedDict(obj)
-    raise CheckpointError(f"not a model state dict or an hrm-train checkpoint (holds a {type(obj).__name__}"
-                          + (" without tensors" if isinstance(obj, dict) else "") + ")")
+    raise CheckpointError(f"not a model state dict or an hrm-train checkpoint (it holds a {type(obj).__name__}"
+                          + (" whose values are not all tensors" if isinstance(obj, dict) else "") + ")")
 
 
 def check_fingerprint(saved: str | None, current: str, force: bool, what: str = "checkpoint") -> str | None:

@@ -115,14 +115,14 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
     if eval_only:
         if checkpoint is None:
             raise BadInput("--eval-only needs --checkpoint PATH")
-        cfg = None
+        cfg, notes = None, []
         if file_flat or overrides:
             try:
-                cfg, _ = resolve(file_flat, overrides, gpu_available=gpu)
+                cfg, notes = resolve(file_flat, overrides, gpu_available=gpu)
             except ConfigError as e:
                 raise BadInput(str(e)) from None
         try:
-            T.eval_only(checkpoint, data, cfg, echo=click.echo, out_dir=out)
+            T.eval_only(checkpoint, data, cfg, echo=click.echo, out_dir=out, notes=notes)
         except T.TrainError as e:
             _fail(e)
         return
@@ -158,7 +158,10 @@ def export_cmd(source, out, compiled_prefix, ema) -> None:
         obj = ckpt.load(source)
         path = ckpt.export_weights(obj, out, compiled_prefix=compiled_prefix, ema=ema)
     except ckpt.CheckpointError as e:
-        raise BadInput(str(e)) from None
+        msg = str(e)
+        raise BadInput(msg if msg.startswith(str(source)) else f"{source}: {msg}") from None
+    except OSError as e:
+        raise BadInput(f"{out}: cannot create ({e.strerror or e}); choose another --out") from None
     step = obj.get("step") if ckpt.is_full_checkpoint(obj) else None
     click.echo(f"wrote {path}" + (f" (step {step})" if step is not None else ""))
 

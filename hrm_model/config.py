@@ -126,13 +126,31 @@ STRING_KEYS = {"preset", "run_name", "runs_dir", "device", "init_from", "arch.po
                "arch.loss.loss_type"}
 
 
-def _coerce(key: str, v: Any) -> Any:
-    """YAML 1.1 reads ``1e-4`` (no dot) as text: numeric keys take it as the number it is."""
-    if isinstance(v, str) and key not in STRING_KEYS:
+INT_KEYS = {"global_batch_size", "epochs", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
+            "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch",
+            "lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
+            "debug_nan_at_step", "debug_sigkill_at_step", "cpu_threads", "eval_interval", "lr_warmup_examples",
+            "eval_batch_size"}
+
+
+def _coerce(key: str, v: Any, raw: str | None = None) -> Any:
+    """Values as the key's type wants them, where the reading is unambiguous.
+
+    * YAML 1.1 reads ``1e-4`` (no dot) as text: numeric keys take it as the number it is;
+    * integer keys take an integral float (``epochs=1e3`` -> 1000);
+    * text keys (``run_name=5``) take a number as its text (``raw``, the override as typed, when known).
+    """
+    if key in STRING_KEYS:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return raw.strip() if raw is not None and raw.strip() else str(v)
+        return v
+    if isinstance(v, str):
         try:
-            return float(v)
+            v = float(v)
         except ValueError:
             return v
+    if key in INT_KEYS and isinstance(v, float) and v.is_integer():
+        return int(v)
     return v
 
 
@@ -145,17 +163,19 @@ def check_keys(flat: dict[str, Any], source: str) -> None:
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``["lr=3e-4", "arch.hidden_size=128"]`` -> flat dict, values through yaml.safe_load."""
     out: dict[str, Any] = {}
+    raw: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"'{item}' is not key=value (e.g. epochs=100)")
         k, v = item.split("=", 1)
         k = k.strip().lstrip("+")
+        raw[k] = v
         try:
             out[k] = yaml.safe_load(v) if v.strip() != "" else None
         except yaml.YAMLError:
             raise ConfigError(f"{k}: cannot parse value {v!r}") from None
     check_keys(out, "override")
-    return {k: _coerce(k, v) for k, v in out.items()}
+    return {k: _coerce(k, v, raw[k]) for k, v in out.items()}
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

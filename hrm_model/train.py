@@ -52,6 +52,23 @@ class NonFiniteLoss(TrainError):
     pass
 
 
+_FIT_PREFIXES = ("size mismatch", "Missing key(s)", "Unexpected key(s)")
+
+
+def _fit_error(what: str, e: Exception) -> BadInput:
+    """load_state_dict's error as one useful line: its first informative line, and what to do."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    detail = next((l for l in lines if l.startswith(_FIT_PREFIXES)), lines[-1] if lines else type(e).__name__)
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
+    return BadInput(f"{what}: weights do not fit this model ({detail}); "
+                    "pass the same preset / arch.* keys as the run that made it")
+
+
+def _cannot_create(path: Any, e: OSError, option: str) -> BadInput:
+    return BadInput(f"{path}: cannot create ({e.strerror or e}); choose another {option}")
+
+
 # ----------------------------------------------------------------------------- devices, ranks
 
 @dataclass
@@ -289,16 +306,29 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     # ---- resume: the run folder's config and newest checkpoint
     saved = None
     run_dir: Path | None = None
+    resumed_tag = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").exists():
             raise BadInput(f"{run_dir}: not a run folder (no config.yaml)")
-        latest = ckpt.latest_checkpoint(run_dir)
-        if latest is not None:
+        found = ckpt.list_checkpoints(run_dir)
+        bad: list[str] = []
+        for _, path in reversed(found):  # the newest readable checkpoint
             try:
-                saved = ckpt.load(latest)
+                obj = ckpt.load(path)
+                if not ckpt.is_full_checkpoint(obj):
+                    raise ckpt.CheckpointError(f"{path}: not an hrm-train checkpoint")
             except ckpt.CheckpointError as e:
-                raise BadInput(str(e)) from None
+                bad.append(str(e))
+                say(f"warning: {e}; delete {path} (falling back to an older checkpoint)")
+                continue
+            saved = obj
+            resumed_tag = obj.get("tag")
+            break
+        if found and saved is None:
+            raise BadInput(f"{run_dir}: no readable checkpoint ({bad[0]})")
+        if not found:
+            say(f"no checkpoint in {run_dir}: starting from step 0")
         if data_path is None:
             data_path = cfg.get("data_path")
     if data_path is None:
@@ -335,25 +365,38 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     epochs_per_iter = cfg["eval_interval"] or cfg["epochs"]
     total_iters = cfg["epochs"] // epochs_per_iter
 
-    # ---- run folder (rank 0 decides the name)
+    # ---- run folder (rank 0 decides the name; a failure there stops every rank)
     if run_dir is None:
-        name = None
+        name: Any = None
         if main:
             runs_dir = Path(cfg["runs_dir"])
             if cfg["run_name"]:
                 run_dir_c = runs_dir / cfg["run_name"]
-                if (run_dir_c / "config.yaml").exists():
-                    raise BadInput(f"{run_dir_c}: run already exists; continue it with "
-                                   f"`hrm-train --resume {run_dir_c}` or choose another run_name")
             else:
                 run_dir_c = _unique_dir(runs_dir, default_run_name(data_path))
-            run_dir_c.mkdir(parents=True, exist_ok=True)
-            name = str(run_dir_c)
-        run_dir = Path(_broadcast_obj(name, dctx))
+            if cfg["run_name"] and (run_dir_c / "config.yaml").exists():
+                name = ("error", f"{run_dir_c}: run already exists; continue it with "
+                                 f"`hrm-train --resume {run_dir_c}` or choose another run_name")
+            else:
+                try:
+                    run_dir_c.mkdir(parents=True, exist_ok=True)
+                    name = str(run_dir_c)
+                except OSError as e:
+                    name = ("error", str(_cannot_create(run_dir_c, e, "runs_dir")))
+        name = _broadcast_obj(name, dctx)
+        if isinstance(name, (tuple, list)):
+            raise BadInput(name[1])
+        run_dir = Path(name)
     if main:
         cfg_out = {"data_path": os.path.abspath(data_path), **cfg}
-        (run_dir / "config.yaml").write_text(to_yaml(cfg_out))
-        (run_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
+        try:
+            (run_dir / "config.yaml").write_text(to_yaml(cfg_out))
+            (run_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
+        except OSError as e:
+            raise _cannot_create(run_dir, e, "runs_dir") from None
+        removed = ckpt.remove_stale_temps(run_dir)
+        if removed:
+            say(f"note: removed {len(removed)} temporary file(s) left by an interrupted checkpoint write")
 
     say(plan.format_text())
     if plan.total_steps > sched_total > warmup_steps:
@@ -395,10 +438,12 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                     say(f"warning: {w}")
             load_reference_state_dict(model, ckpt.weights_of(obj), strict=True)
         except ckpt.CheckpointError as e:
-            raise BadInput(f"init_from: {e}") from None
+            msg = str(e)
+            if not msg.startswith(str(cfg["init_from"])):
+                msg = f"{cfg['init_from']}: {msg}"
+            raise BadInput(f"init_from: {msg}") from None
         except RuntimeError as e:
-            raise BadInput(f"init_from {cfg['init_from']}: weights do not fit this model "
-                           f"({str(e).splitlines()[0]})") from None
+            raise _fit_error(f"init_from {cfg['init_from']}", e) from None
         if ema is not None:
             ema = EMA(model, cfg["ema_rate"])
         say(f"initialised weights from {cfg['init_from']}")
@@ -412,7 +457,9 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         f"forward {cfg['arch']['forward_dtype']}; compile {cfg['compile']}; run folder {run_dir}")
 
     if resume is not None and main:
-        _truncate_metrics(run_dir / "metrics.jsonl", state.step)
+        # a "steps" checkpoint at an iteration's last step comes before that iteration's evaluation,
+        # which the resume runs again: its lines at this step (if the kill came after them) go too
+        _truncate_metrics(run_dir / "metrics.jsonl", state.step, drop_eval_at_step=resumed_tag == "steps")
     logger = Logger(run_dir, main)
     sampler = sampler_for_split(train_split, B, epochs_per_iter, cfg["seed"], dctx.rank, dctx.world_size)
     pin = device.type == "cuda"
@@ -580,14 +627,20 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     return run_dir
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop the lines a killed run logged after the checkpoint (they are redone)."""
+def _truncate_metrics(path: Path, step: int, drop_eval_at_step: bool = False) -> None:
+    """On resume, drop the lines a killed run logged after the checkpoint (they are redone).
+
+    ``drop_eval_at_step``: the checkpoint was written before the evaluation at ``step`` (tag
+    "steps"), so the resumed run evaluates again; its earlier eval lines at ``step`` go as well.
+    """
     if not path.exists():
         return
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) <= step:
+            rec = json.loads(line)
+            s = rec.get("step", 0)
+            if s < step or (s == step and not (drop_eval_at_step and rec.get("type") == "eval")):
                 keep.append(line)
         except json.JSONDecodeError:
             continue  # a line cut by the kill
@@ -599,12 +652,25 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # ----------------------------------------------------------------------------- eval-only
 
 def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: dict[str, Any] | None,
-              echo: Callable[[str], None] = print, out_dir: str | None = None) -> dict[str, dict[str, float]]:
-    """Evaluate a checkpoint (ours, or a reference weight file with ``cfg`` giving the arch)."""
+              echo: Callable[[str], None] = print, out_dir: str | None = None,
+              notes: list[str] = ()) -> dict[str, dict[str, float]]:
+    """Evaluate a checkpoint (ours, or a reference weight file with ``cfg`` giving the arch).
+
+    ``notes``: what resolving ``cfg`` decided (e.g. the automatic cpu-small preset); printed when
+    ``cfg`` gives the architecture, i.e. for a bare weight file.
+    """
+    if out_dir is not None:  # before any work: a folder we cannot write is known now
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _cannot_create(out_dir, e, "--out") from None
     try:
         obj = ckpt.load(checkpoint_path)
+        if not ckpt.is_full_checkpoint(obj):
+            ckpt.weights_of(obj)  # refuse what is neither a checkpoint nor a state dict
     except ckpt.CheckpointError as e:
-        raise BadInput(str(e)) from None
+        msg = str(e)
+        raise BadInput(msg if msg.startswith(str(checkpoint_path)) else f"{checkpoint_path}: {msg}") from None
     full = ckpt.is_full_checkpoint(obj)
     if full:
         base = obj["config"]
@@ -614,6 +680,9 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
         data_path = data_path or obj.get("data_path")
     if cfg is None:
         raise BadInput("a bare weight file needs the architecture: pass the same arch.* keys or preset as in training")
+    if not full:
+        for n in notes:
+            echo(f"note: {n}")
     if data_path is None:
         raise BadInput("no dataset given")
     device = pick_device(cfg.get("device", "auto"))
@@ -637,14 +706,16 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
     try:
         load_reference_state_dict(model, weights, strict=True)
     except RuntimeError as e:
-        raise BadInput(f"{checkpoint_path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
+        raise _fit_error(str(checkpoint_path), e) from None
     results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True)
     for set_name, m in results.items():
         line = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
         echo(f"eval [{set_name}] {line}")
         if out_dir is not None and set_name in preds:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            np.save(Path(out_dir) / f"predictions_{set_name}.npy", preds[set_name])
+            try:
+                np.save(Path(out_dir) / f"predictions_{set_name}.npy", preds[set_name])
+            except OSError as e:
+                raise _cannot_create(Path(out_dir) / f"predictions_{set_name}.npy", e, "--out") from None
         if len(dataset.test.metadata.sets) == 1 and set_name in preds:
             scores, note = task_score(dataset, set_name, preds[set_name])
             if scores:

@@ -151,3 +151,75 @@ def test_export_reference_weights_and_init_from(tmp_path):
     r = hrm_train(ds, *TINY, "arch.hidden_size=64", f"init_from={tmp_path / 'step_6'}", f"runs_dir={runs}",
                   "epochs=1", "global_batch_size=16")
     assert r.returncode == 2 and "init_from" in r.stderr
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+def _resume(run_dir):
+    from click.testing import CliRunner
+    from hrm_model.cli import main
+    return CliRunner().invoke(main, ["--resume", str(run_dir)], catch_exceptions=False)
+
+
+def test_resume_skips_a_corrupt_checkpoint_removes_temps_and_says_when_none(tmp_path):
+    ds = make_dataset(tmp_path / "ds")
+    runs = tmp_path / "runs"
+    run_dir = T.run(ds, config("epochs=2", "eval_interval=1", "global_batch_size=16", f"runs_dir={runs}",
+                               "run_name=r"), echo=lambda *_: None)
+    assert [s for s, _ in ckpt.list_checkpoints(run_dir)] == [3, 6]
+    torch.load(ckpt.checkpoint_path(run_dir, 6), weights_only=True)  # our checkpoints need no pickle code
+    ckpt.checkpoint_path(run_dir, 6).write_bytes(b"garbage")  # a damaged newest checkpoint
+    tmp = run_dir / "checkpoints" / ".step_00000006.pt.tmp-a1b_2c"  # a kill during a write
+    other = run_dir / "checkpoints" / "notes.tmp-x"
+    tmp.write_bytes(b"half")
+    other.write_text("mine")
+    r = _resume(run_dir)
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and "step_00000006.pt" in r.output and "delete" in r.output
+    assert "resumed" in r.output and "at step 3" in r.output
+    assert not tmp.exists() and other.exists()
+    assert ckpt.load(run_dir)["step"] == 6  # rewritten
+    # a run folder without checkpoints: said, not silent
+    for _, p in ckpt.list_checkpoints(run_dir):
+        p.unlink()
+    r = _resume(run_dir)
+    assert r.exit_code == 0, r.output
+    assert f"no checkpoint in {run_dir}: starting from step 0" in r.output
+
+
+def test_truncate_metrics_drops_the_eval_redone_after_a_steps_checkpoint(tmp_path):
+    import json
+    p = tmp_path / "metrics.jsonl"
+    lines = [{"type": "train", "step": 3}, {"type": "eval", "step": 3}, {"type": "train", "step": 4}]
+    text = "".join(json.dumps(l) + "\n" for l in lines) + '{"type": "tr'
+    p.write_text(text)
+    T._truncate_metrics(p, 3)  # an "eval" checkpoint at step 3: its evaluation is done
+    assert [json.loads(l) for l in p.read_text().splitlines()] == lines[:2]
+    p.write_text(text)
+    T._truncate_metrics(p, 3, drop_eval_at_step=True)  # a "steps" checkpoint: the evaluation runs again
+    assert [json.loads(l) for l in p.read_text().splitlines()] == lines[:1]
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("PICKLE-CODE-RAN",))
+
+
+def test_load_refuses_files_that_need_pickle_code(tmp_path, capsys):
+    bare = tmp_path / "step_1"
+    torch.save({"w": torch.ones(2)}, bare)
+    assert torch.equal(ckpt.load(bare)["w"], torch.ones(2))
+    unknown = tmp_path / "step_2"
+    torch.save({"w": torch.ones(2), "x": _RunsCode()}, unknown)
+    with pytest.raises(ckpt.CheckpointError, match="refused for safety"):
+        ckpt.load(unknown)
+    assert "PICKLE-CODE-RAN" not in capsys.readouterr().out
+    # even with our checkpoint's keys, a file that needs code to load is refused
+    own = tmp_path / "step_3.pt"
+    torch.save({"format_version": 1, "model": {}, "optimizers": [], "fingerprint": "f", "x": _RunsCode()}, own)
+    with pytest.raises(ckpt.CheckpointError, match="refused for safety"):
+        ckpt.load(own)
+    assert "PICKLE-CODE-RAN" not in capsys.readouterr().out
+    with pytest.raises(ckpt.CheckpointError, match="unreadable"):
+        (tmp_path / "bad").write_bytes(b"nope")
+        ckpt.load(tmp_path / "bad")

@@ -138,3 +138,78 @@ def test_nan_loss_exit_code_1(tmp_path):
             f"runs_dir={tmp_path / 'runs'}", "run_name=n")
     assert r.exit_code == 1
     assert "loss is nan at step 4" in r.output and "step_00000003.pt" in r.output
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+def _bare_weights(tmp_path, ds, *items):
+    """A reference-style weight file for the TINY model (built, not trained: fast)."""
+    import torch
+    from hrm_data.format import Dataset
+    from hrm_model import train as T
+    from hrm_model.model import export_reference_state_dict
+    from trainer_fixtures import config
+    cfg = T.resolve_runtime(config("global_batch_size=16", *items), torch.device("cpu"))
+    model = T._build(cfg, Dataset(ds).train.metadata, 16, torch.device("cpu"))
+    path = tmp_path / "step_0"
+    torch.save(export_reference_state_dict(model), path)
+    return path
+
+
+def test_eval_only_on_a_file_that_is_not_a_checkpoint(tmp_path):
+    import torch
+    ds = make_dataset(tmp_path / "ds")
+    for i, obj in enumerate(([1, 2, 3], {"a": 1})):
+        f = tmp_path / f"junk{i}.pt"
+        torch.save(obj, f)
+        r = cli("--eval-only", "--checkpoint", f, ds)  # checked before "needs the architecture"
+        assert r.exit_code == 2, r.output
+        assert f"Error: {f}: not a model state dict" in r.output and "Traceback" not in r.output
+        assert len(r.output.strip().splitlines()) == 1
+
+
+def test_eval_only_weights_that_do_not_fit_say_why(tmp_path):
+    ds = make_dataset(tmp_path / "ds")
+    w = _bare_weights(tmp_path, ds)
+    r = cli("--eval-only", "--checkpoint", w, ds, *TINY, "arch.hidden_size=64", "global_batch_size=16")
+    assert r.exit_code == 2, r.output
+    assert "weights do not fit this model (size mismatch" in r.output
+    assert "Error(s) in loading" not in r.output and "same preset / arch.* keys" in r.output
+
+
+def test_eval_only_bare_weights_prints_the_automatic_preset_note(tmp_path):
+    ds = make_dataset(tmp_path / "ds")
+    w = _bare_weights(tmp_path, ds)
+    # no arch key: cpu-small is chosen (and does not fit the TINY weights) - the note says so first
+    r = cli("--eval-only", "--checkpoint", w, ds, "cpu_threads=1", "progress=false")
+    assert r.exit_code == 2
+    assert "note: no GPU and no arch.* key or preset given: using preset=cpu-small" in r.output
+
+
+def test_unusable_output_folders_are_refused(tmp_path):
+    ds = make_dataset(tmp_path / "ds")
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    for runs_dir in ("/proc/rv", plain):
+        r = cli(ds, *TINY, "epochs=1", "global_batch_size=16", f"runs_dir={runs_dir}")
+        assert r.exit_code == 2, r.output
+        assert f"Error: {runs_dir}/" in r.output and "cannot create" in r.output and "runs_dir" in r.output
+        assert "Traceback" not in r.output
+    w = _bare_weights(tmp_path, ds)
+    r = cli("--eval-only", "--checkpoint", w, ds, *TINY, "global_batch_size=16", "--out", "/proc/xx")
+    assert r.exit_code == 2, r.output
+    assert "Error: /proc/xx: cannot create" in r.output and "--out" in r.output
+    assert "eval [" not in r.output  # refused before evaluating
+
+
+def test_numbers_for_text_keys_and_integral_floats_for_integer_keys(tmp_path):
+    flat = parse_overrides(["run_name=5", "init_from=1.50", "epochs=1e3", "eval_interval=10.0", "lr=1e-4"])
+    assert flat == {"run_name": "5", "init_from": "1.50", "epochs": 1000, "eval_interval": 10, "lr": 1e-4}
+    with pytest.raises(ConfigError, match="seed=1.5: must be an integer"):
+        resolve({}, parse_overrides(["seed=1.5"]))
+    f = tmp_path / "c.yaml"
+    f.write_text("run_name: 5\nruns_dir: 2024\nepochs: 1e3\nglobal_batch_size: 16.0\n")
+    flat = load_file(f)
+    assert flat == {"run_name": "5", "runs_dir": "2024", "epochs": 1000, "global_batch_size": 16}
+    cfg, _ = resolve(flat, {})
+    assert cfg["run_name"] == "5" and cfg["epochs"] == 1000
