@@ -565,10 +565,16 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                     loss = loss * float("nan")
                 ((1.0 / B) * loss).backward()
 
-                finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+                # One host sync per step: the finiteness flag, the loss and the metrics travel together
+                # (one all-reduce across ranks), before the optimizer step so a NaN never reaches the weights.
+                log_now = state.step % cfg["log_every"] == 0 or state.step == 1 or state.step == plan.total_steps
+                keys = sorted(metrics) if (log_now or cfg["progress"]) else []
+                vals = torch.stack([torch.isfinite(loss.detach()).to(torch.float32), loss.detach().to(torch.float32)]
+                                   + [metrics[k].detach().to(torch.float32) for k in keys])
                 if dctx.world_size > 1:
-                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-                if finite.item() < 1:
+                    dist.all_reduce(vals)
+                host = vals.cpu().tolist()
+                if host[0] < dctx.world_size:
                     last = ckpt.latest_checkpoint(run_dir)
                     raise NonFiniteLoss(
                         f"loss is {float(loss.detach())} at step {state.step}: stopped before the optimizer step; "
@@ -588,26 +594,20 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                     ema.update(raw_model)
                 state.sampler = b.next_state
 
-                log_now = state.step % cfg["log_every"] == 0 or state.step == 1 or state.step == plan.total_steps
-                if log_now or cfg["progress"]:  # same condition on every rank (collective inside)
-                    keys = sorted(metrics)
-                    vals = torch.stack([metrics[k].detach().to(torch.float32) for k in keys])
-                    if dctx.world_size > 1:
-                        dist.all_reduce(vals)
-                    if main:
-                        v = dict(zip(keys, vals.cpu().tolist()))
-                        count = max(v.get("count", 0.0), 1.0)
-                        rec = {k: (x / B if k.endswith("loss") else x / count) for k, x in v.items() if k != "count"}
-                        rec.update(count=int(v.get("count", 0)), lr=lrs[-1], loss=float(loss.detach()) / B)
-                        if bar is not None:
-                            if rec["count"]:  # accuracy exists only for rows that halted this step
-                                bar_acc = rec.get("accuracy", 0.0)
-                            bar.update(state.step - bar.n)
-                            bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{bar_acc:.3f}",
-                                            lr=f"{lrs[-1]:.2e}", refresh=False)
-                        if log_now:
-                            logger.write({"type": "train", "step": state.step, "epoch": it * epochs_per_iter,
-                                          **rec, "time": time.time() - t0})
+                if keys and main:
+                    v = dict(zip(keys, host[2:]))
+                    count = max(v.get("count", 0.0), 1.0)
+                    rec = {k: (x / B if k.endswith("loss") else x / count) for k, x in v.items() if k != "count"}
+                    rec.update(count=int(v.get("count", 0)), lr=lrs[-1], loss=host[1] / B)
+                    if bar is not None:
+                        if rec["count"]:  # accuracy exists only for rows that halted this step
+                            bar_acc = rec.get("accuracy", 0.0)
+                        bar.update(state.step - bar.n)
+                        bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{bar_acc:.3f}",
+                                        lr=f"{lrs[-1]:.2e}", refresh=False)
+                    if log_now:
+                        logger.write({"type": "train", "step": state.step, "epoch": it * epochs_per_iter,
+                                      **rec, "time": time.time() - t0})
 
                 if every and state.step % every == 0:
                     save(state.sampler, "steps")
