@@ -8,7 +8,7 @@
   hrm-train keys                                           every config key with its default
 
 Options of the main path (--config, --resume, --eval-only, --checkpoint, --out):
-`hrm-train train --help`. Multi-GPU: `torchrun --nproc_per_node N $(which hrm-train) DATA ...`.
+`hrm-train train --help`. Multi-GPU: `torchrun --nproc_per_node N -m hrm_model.cli DATA ...`.
 
 Exit codes: 0 ok, 1 the run failed (e.g. NaN loss), 2 bad input (unknown key, invalid dataset,
 plan error, unusable checkpoint).
