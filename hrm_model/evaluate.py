@@ -9,7 +9,7 @@ their predictions are cut off before saving. q_halt_loss is recomputed over labe
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -110,3 +110,28 @@ def task_score(dataset, set_name: str, preds: np.ndarray) -> tuple[dict[str, flo
     except Exception as e:  # a plugin's metric must never cost the user their evaluation
         return None, f"task metric skipped: {builder_name}.score failed ({type(e).__name__}: {e})"
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float, np.number))}, None
+
+
+def attach_task_scores(dataset, results: dict[str, dict], preds: dict[str, np.ndarray],
+                       echo: Callable[[str], None]) -> None:
+    """Put the builder's task metric into ``results[set]["task"]`` for every set with predictions
+    (single-set test splits: the metric scores a split's examples in order)."""
+    if len(dataset.test.metadata.sets) != 1:
+        return
+    for set_name, m in results.items():
+        if set_name in preds:
+            scores, note = task_score(dataset, set_name, preds[set_name])
+            if scores:
+                m["task"] = scores
+            if note:
+                echo(f"note: {note}")
+
+
+def summary_line(m: dict) -> str:
+    """One evaluation's numbers for the console (the same line in training and --eval-only)."""
+    task = "".join(f" {k} {v:.4f}" if not float(v).is_integer() else f" {k} {int(v)}"
+                   for k, v in m.get("task", {}).items())
+    return (f"n={m['count']} accuracy {m.get('accuracy', 0):.4f} exact_accuracy {m.get('exact_accuracy', 0):.4f} "
+            f"q_halt_accuracy {m.get('q_halt_accuracy', 0):.4f} steps {m.get('steps', 0):.2f} "
+            f"lm_loss {m.get('lm_loss', 0):.4f}{task}")
+

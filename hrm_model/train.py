@@ -30,7 +30,7 @@ from hrm_data.sampler import SamplerState, sampler_for_split
 from . import checkpoint as ckpt
 from .config import arch_for_model, to_yaml
 from .data import TrainLoader, to_device
-from .evaluate import evaluate, task_score
+from .evaluate import attach_task_scores, evaluate, summary_line
 from .optim import AdamATan2, lr_at
 
 
@@ -519,24 +519,12 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         if not main:
             return
         epoch = (iteration + 1) * epochs_per_iter
+        attach_task_scores(dataset, results, preds, out)
         for set_name, m in results.items():
-            rec = {"type": "eval", "step": state.step, "epoch": epoch, "set": set_name, **m, "time": time.time()}
-            if set_name in preds:
-                if final:
-                    np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
-                if len(test_split.metadata.sets) == 1:
-                    scores, note = task_score(dataset, set_name, preds[set_name])
-                    if scores:
-                        rec["task"] = scores
-                    if note:
-                        out(f"note: {note}")
-            logger.write(rec)
-            task = "".join(f" {k} {v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f" {k} {int(v)}"
-                           for k, v in rec.get("task", {}).items())
-            out(f"eval step {state.step} epoch {epoch} [{set_name}] n={m['count']} "
-                f"accuracy {m.get('accuracy', 0):.4f} exact_accuracy {m.get('exact_accuracy', 0):.4f} "
-                f"q_halt_accuracy {m.get('q_halt_accuracy', 0):.4f} steps {m.get('steps', 0):.2f} "
-                f"lm_loss {m.get('lm_loss', 0):.4f}{task}")
+            if final and set_name in preds:
+                np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
+            logger.write({"type": "eval", "step": state.step, "epoch": epoch, "set": set_name, **m, "time": time.time()})
+            out(f"eval step {state.step} epoch {epoch} [{set_name}] {summary_line(m)}")
 
     nan_step = int(cfg.get("debug_nan_at_step") or 0)
     kill_step = int(cfg.get("debug_sigkill_at_step") or 0)
@@ -708,19 +696,12 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
     except RuntimeError as e:
         raise _fit_error(str(checkpoint_path), e) from None
     results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True)
+    attach_task_scores(dataset, results, preds, echo)
     for set_name, m in results.items():
-        line = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
-        echo(f"eval [{set_name}] {line}")
+        echo(f"eval [{set_name}] {summary_line(m)}")
         if out_dir is not None and set_name in preds:
             try:
                 np.save(Path(out_dir) / f"predictions_{set_name}.npy", preds[set_name])
             except OSError as e:
                 raise _cannot_create(Path(out_dir) / f"predictions_{set_name}.npy", e, "--out") from None
-        if len(dataset.test.metadata.sets) == 1 and set_name in preds:
-            scores, note = task_score(dataset, set_name, preds[set_name])
-            if scores:
-                m["task"] = scores
-                echo("task " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-            if note:
-                echo(f"note: {note}")
     return results
