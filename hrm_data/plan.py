@@ -63,7 +63,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .sampler import GroupSampler, expected_examples_per_epoch
+from .sampler import GroupSampler, expected_examples_per_epoch, pack_constant
 
 MIN_WARMUP_UPDATES = 10
 SCHEDULE_TOLERANCE = 0.10
@@ -333,20 +333,11 @@ class _SetCount:
         return int(self.sizes.max()) if self.sizes.size else 1
 
 
-def _constant_pack(slots: int, size: int, batch: int) -> tuple[int, int, int]:
-    """(steps, clipped, dropped) for ``slots`` puzzles of ``size`` examples each: HRM's packing in closed form."""
-    per_batch = -(-batch // size)                # slots that fill one batch, the last clipped
-    steps = slots // per_batch
-    clipped = steps * (per_batch * size - batch)
-    dropped = (slots - steps * per_batch) * size
-    return steps, clipped, dropped
-
-
 def _bounds(sc: _SetCount, batch: int, epochs_per_iter: int) -> tuple[int, int]:
     """Hard bounds on one set's steps per iteration, over every possible draw."""
     s = sc.constant_size
     if s is not None:
-        n = _constant_pack(epochs_per_iter * sc.groups, s, batch)[0]
+        n = pack_constant(epochs_per_iter * sc.groups, s, batch)[0]
         return n, n
     lo_drawn, hi_drawn = epochs_per_iter * sc.epoch_min, epochs_per_iter * sc.epoch_max
     hi = hi_drawn // batch
@@ -492,7 +483,7 @@ def _count_iterations(sets, counts: list[_SetCount], B: int, I: int, seed: int, 
     for c in counts:
         s = const[c.name]
         if s is not None:
-            st, cl, dr = _constant_pack(I * c.groups, s, B)
+            st, cl, dr = pack_constant(I * c.groups, s, B)
             const_steps += st
             drawn += I * c.groups * s if c.groups else 0
             clipped += cl

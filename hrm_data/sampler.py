@@ -67,17 +67,29 @@ class IterationPlan:
         return int(self.last_take.shape[0])
 
 
+def pack_constant(slots: int, size: int, batch_size: int) -> tuple[int, int, int]:
+    """HRM's packing in closed form when every puzzle has ``size`` examples: (steps, examples
+    clipped off batches' last puzzles, examples of the dropped partial batch)."""
+    per_batch = -(-batch_size // size)  # puzzles that fill one batch, the last one clipped
+    steps = slots // per_batch
+    return steps, steps * (per_batch * size - batch_size), (slots - steps * per_batch) * size
+
+
 def pack_batches(sizes: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """HRM's greedy packing of puzzles (of ``sizes`` examples) into full batches.
 
     Returns slot boundaries (steps + 1,) and the take of each batch's last, possibly clipped slot.
-    One ``searchsorted`` per batch, not per example.
+    Closed form when all puzzles have one size (the common case), else one ``searchsorted`` per
+    batch, never a loop per example.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     n = sizes.shape[0]
-    if n and sizes.min() == sizes.max() == 1:  # the common case: single-example puzzles
-        steps = n // batch_size
-        return np.arange(steps + 1, dtype=np.int64) * batch_size, np.ones(steps, np.int64)
+    if n and sizes.min() == sizes.max() > 0:
+        size = int(sizes[0])
+        per_batch = -(-batch_size // size)
+        steps = pack_constant(n, size, batch_size)[0]
+        return (np.arange(steps + 1, dtype=np.int64) * per_batch,
+                np.full(steps, batch_size - (per_batch - 1) * size, np.int64))
     cs = np.concatenate([[0], np.cumsum(sizes)])
     starts, takes = [0], []
     s = 0

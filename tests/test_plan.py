@@ -337,13 +337,23 @@ def test_steps_match_brute_force(groups, constant, batch, eval_interval, n_iter,
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(0, 400), size=st.integers(1, 7), batch=st.integers(1, 50))
-def test_constant_size_closed_form_matches_pack_batches(n, size, batch):
+def test_constant_size_closed_form_matches_the_packing_loop(n, size, batch):
     groups = [[size]] * n if n else [[size]]
     p = plan_from_counts(indices(groups), batch, 1)
+    # HRM's loop, one puzzle at a time: fill each batch, clip its last puzzle, drop the partial tail
+    steps = used = 0
+    i = 0
+    while True:
+        room = batch
+        while i < len(groups) and room > 0:
+            room -= min(size, room)
+            i += 1
+        if room > 0:
+            break
+        steps, used = steps + 1, i
     starts, takes = pack_batches(np.full(len(groups), size), batch)
-    assert p.steps_per_iteration == takes.shape[0]
-    used = int(starts[-1])
-    assert p.examples_clipped_per_iteration == used * size - batch * takes.shape[0]
+    assert p.steps_per_iteration == takes.shape[0] == steps and int(starts[-1]) == used
+    assert p.examples_clipped_per_iteration == used * size - batch * steps
     assert p.examples_dropped_per_iteration == (len(groups) - used) * size
 
 
