@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -259,8 +259,8 @@ def _read_npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         return tuple(shape), fortran, dtype, f.tell()
 
 
-def _is_int(arr: np.ndarray) -> bool:
-    return np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_
+def _is_int_dtype(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.integer) and dtype != np.bool_
 
 
 @dataclass
@@ -457,7 +457,7 @@ class _Validator:
             except Exception as e:  # noqa: BLE001  (any header failure means the same thing)
                 self.add("E104", f"not a readable .npy file ({e}); it is corrupt, rebuild the dataset", **loc)
                 continue
-            if dtype.hasobject or not (np.issubdtype(dtype, np.integer) and dtype != np.bool_):
+            if dtype.hasobject or not _is_int_dtype(dtype):
                 self.add("E201", f"dtype is {dtype}; HRM needs integers (uint8/uint16/int32/int64): rebuild with "
                                  "an integer dtype (e.g. arr.astype(np.int32))", **loc)
                 continue
@@ -971,9 +971,3 @@ def run_cli(path, as_json: bool = False, deep: bool = False, progress: bool = Fa
     else:
         click.echo(report.format_text())
     return 0 if report.valid else 1
-
-
-def iter_codes() -> Iterable[tuple[str, str, str, str]]:
-    """(code, severity, name, meaning) for every code, for docs and tests."""
-    for code, (name, meaning) in CODES.items():
-        yield code, _severity(code), name, meaning

@@ -21,9 +21,6 @@ import torch.nn.functional as F
 
 from .data import IGNORE_LABEL_ID, eval_loader, to_device
 
-METRIC_KEYS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, device: torch.device,
              rank: int = 0, world_size: int = 1, save_preds: bool = False
