@@ -401,7 +401,18 @@ class CityLogistics(Builder):
     def score(self, dataset, split: str, predictions: np.ndarray) -> dict:
         """Task metric of a split's predictions (example order): shares of examples whose predicted
         route is valid (``route_valid``) and optimal (``route_optimal``), the mean relative extra cost
-        of valid routes (``cost_excess``) and ``examples``. Per-example arrays: :func:`score_routes`."""
+        of valid routes (``cost_excess``) and ``examples``. Per example: :meth:`score_examples`."""
+        r = self.score_examples(dataset, split, predictions)
+        n = len(r["valid"])
+        ok = ~np.isnan(r["cost_excess"])
+        return {"route_valid": float(r["valid"].mean()) if n else 0.0,
+                "route_optimal": float(r["optimal"].mean()) if n else 0.0,
+                "cost_excess": float(r["cost_excess"][ok].mean()) if ok.any() else 0.0, "examples": int(n)}
+
+    def score_examples(self, dataset, split: str, predictions: np.ndarray) -> dict[str, np.ndarray]:
+        """Per example (columns of predictions.parquet): ``valid`` route, ``optimal`` route,
+        ``cost`` of the predicted route (-1 if invalid), ``optimal_cost`` and ``cost_excess``
+        ((cost - optimal) / optimal; NaN where the route is invalid)."""
         from hrm_data.format import Dataset
         ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         sp = ds.split(split)
@@ -409,10 +420,11 @@ class CityLogistics(Builder):
         p = np.asarray(predictions).reshape(x.shape[0], -1)
         r = score_routes(x, p, metadata=sp.metadata.extra)
         ok = r["valid"] & (r["optimal_cost"] > 0)
-        excess = (r["cost"][ok] - r["optimal_cost"][ok]) / r["optimal_cost"][ok]
-        return {"route_valid": float(r["valid"].mean()) if len(x) else 0.0,
-                "route_optimal": float(r["optimal"].mean()) if len(x) else 0.0,
-                "cost_excess": float(excess.mean()) if ok.any() else 0.0, "examples": int(len(x))}
+        excess = np.full(len(x), np.nan)
+        excess[ok] = (r["cost"][ok] - r["optimal_cost"][ok]) / r["optimal_cost"][ok]
+        return {"valid": r["valid"].astype(bool), "optimal": r["optimal"].astype(bool),
+                "cost": r["cost"].astype(np.int64), "optimal_cost": r["optimal_cost"].astype(np.int64),
+                "cost_excess": excess}
 
 
 def _shape_and_mode(seq_len: int, grid_shape=None, label=None, metadata=None) -> tuple[tuple[int, int], str]:

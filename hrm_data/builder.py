@@ -88,8 +88,11 @@ class Builder:
     # Optional hooks: define them as methods in a subclass --------------------------------
     # check(dataset, progress=False) -> list[hrm_data.validate.Finding]   (validate --deep)
     # score(dataset, split, predictions) -> dict[str, float]   predictions: (N, seq_len) in example order
+    # score_examples(dataset, split, predictions) -> dict[str, np.ndarray]   per-example task fields,
+    #   each (N,) in example order (e.g. city: valid, optimal, cost_excess); columns of predictions.parquet
     check: Callable[..., list] | None = None
     score: Callable[..., dict] | None = None
+    score_examples: Callable[..., dict] | None = None
 
 
 def build(builder: Builder, out: str | Path, options: dict[str, Any] | None = None, *, force: bool = False,

@@ -168,11 +168,16 @@ def plan_cmd(path, global_batch_size, epochs, eval_interval, lr_warmup_steps, lr
 @click.option("--index", "-i", type=int, default=0, show_default=True, help="Example index within the set (the split's only set, usually).")
 @click.option("--set", "set_name", default=None, help="Set name (default: the split's first set).")
 @click.option("--color/--no-color", default=None, help="Colour output (default: when the terminal supports it).")
-def show_cmd(path, split, index, set_name, color) -> None:
+@click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the example to this PNG file (input and label, the dataset's palette; needs the viz extra).")
+def show_cmd(path, split, index, set_name, color, png) -> None:
     """Print one example as a text grid: input, label, identifier name and group."""
     from .format import FormatError
     from .render import describe_example
     ds = _open(path)
+    if png:
+        from .pictures import show_png
+        show_png(ds, split, index, set_name, png)
     try:
         text = describe_example(ds, split, index, set_name=set_name,
                                 color=sys.stdout.isatty() if color is None else color)
@@ -181,6 +186,21 @@ def show_cmd(path, split, index, set_name, color) -> None:
     except (ValueError, TypeError) as e:  # arrays that do not fit their metadata
         raise BadInput(f"{path}: cannot display {split} example {index} ({e}); run `hrm-data validate {path}`") from None
     click.echo(text)
+
+
+@main.command("view", short_help="One self-contained HTML page to browse a dataset or a run's predictions.")
+@click.argument("path", type=click.Path())
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@click.option("--predictions", type=click.Path(), default=None, metavar="RUN",
+              help="A run or eval folder (or predictions.parquet): browse its test predictions, wrong cells marked.")
+@click.option("--limit", type=click.IntRange(min=1), default=3000, show_default=True,
+              help="Examples embedded at most (a seeded sample spread over split and set; the page shows the counts).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+def view_cmd(path, html_out, predictions, limit, seed) -> None:
+    """Write one HTML file (no server, no network) to browse PATH: split, set, group, puzzle,
+    example; filter correct / wrong; keys: left/right (j/k) example, Shift+arrow group, w wrong only."""
+    from .pictures import view
+    click.echo(view(_open(path), html_out, predictions, limit, seed))
 
 
 @main.command("fingerprint", short_help="Print the dataset's content fingerprint.")

@@ -102,3 +102,45 @@ def describe_example(ds, split: str, index: int, set_name: str | None = None, co
             info = {k: v for k, v in row.iloc[0].to_dict().items() if k != "example"}
             parts.append("info: " + "  ".join(f"{k}={v}" for k, v in info.items()))
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- shared by PNG and HTML
+
+# Okabe-Ito then Paul Tol's muted scheme: distinguishable with the common colour-vision deficiencies.
+FALLBACK_PALETTE = ("#ffffff", "#000000", "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00",
+                    "#cc79a7", "#999999", "#332288", "#88ccee", "#44aa99", "#117733", "#999933", "#ddcc77",
+                    "#cc6677", "#882255", "#aa4499", "#dddddd")
+
+
+def _fallback_colour(i: int) -> str:
+    if i < len(FALLBACK_PALETTE):
+        return FALLBACK_PALETTE[i]
+    import colorsys
+    h = (i * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.45 + 0.4 * ((i // 7) % 2), 0.65 + 0.3 * ((i // 3) % 2))
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def grid_style(meta) -> dict:
+    """What every picture of a dataset needs, from its metadata alone (so any builder plugs in):
+    grid shape, one colour and one name per token, the ignored label id."""
+    extra = meta.extra or {}
+    V = int(meta.vocab_size)
+    palette = [str(c) for c in (extra.get("palette") or [])][:V]
+    palette += [_fallback_colour(i) for i in range(len(palette), V)]
+    names = [str(n) for n in (extra.get("token_names") or [])][:V]
+    names += [str(i) for i in range(len(names), V)]
+    return {"shape": grid_shape_for(meta.seq_len, extra.get("grid_shape")), "palette": palette,
+            "token_names": names, "ignore_label_id": meta.ignore_label_id, "vocab_size": V}
+
+
+def example_title(ds, split: str, set_name: str, index: int) -> str:
+    """'test example 3  puzzle 3  group 0  identifier 2 (car)' for picture headers."""
+    arr = ds.split(split).set(set_name)
+    pi = np.asarray(arr.puzzle_indices)
+    puzzle = int(np.searchsorted(pi, index, side="right") - 1)
+    group = int(np.searchsorted(np.asarray(arr.group_indices), puzzle, side="right") - 1)
+    ident = int(arr.puzzle_identifiers[puzzle])
+    names = ds.identifiers
+    name = names[ident] if 0 <= ident < len(names) else "?"
+    return f"{split} example {index}  puzzle {puzzle}  group {group}  identifier {ident} ({name})"

@@ -5,6 +5,8 @@
   hrm-train --resume runs/NAME [key=value ...]             continue a run from its newest checkpoint
   hrm-train --eval-only --checkpoint PATH [DATA] [key=value ...]
   hrm-train export runs/NAME|CHECKPOINT --out step_N       the reference's bare weight file
+  hrm-train eval runs/NAME [--show N --png DIR]            evaluate: table, predictions.parquet, pictures
+  hrm-train plot runs/A [runs/B ...] --png FILE            training curves (the viz extra)
   hrm-train keys                                           every config key with its default
 
 Options of the main path (--config, --resume, --eval-only, --checkpoint, --out):
@@ -164,6 +166,62 @@ def export_cmd(source, out, compiled_prefix, ema) -> None:
         raise BadInput(f"{out}: cannot create ({e.strerror or e}); choose another --out") from None
     step = obj.get("step") if ckpt.is_full_checkpoint(obj) else None
     click.echo(f"wrote {path}" + (f" (step {step})" if step is not None else ""))
+
+
+@main.command("eval", context_settings=CONTEXT)
+@click.argument("run", type=click.Path())
+@click.argument("args", nargs=-1)
+@click.option("--checkpoint", default=None, metavar="N|FILE", help="Step number of RUN's checkpoint (default: the newest), or a file.")
+@click.option("--out", default=None, type=click.Path(), help="Folder for predictions.parquet and predictions_<set>.npy "
+              "(default: RUN/eval/step_N).")
+@click.option("--show", default=0, type=click.IntRange(min=0), metavar="N", help="Draw N predictions as PNGs (needs --png).")
+@click.option("--png", default=None, type=click.Path(), metavar="DIR", help="Folder for the --show pictures.")
+@click.option("--only-wrong", is_flag=True, help="Draw only predictions that are not exactly right.")
+def eval_cmd(run, args, checkpoint, out, show, png, only_wrong) -> None:
+    """Evaluate RUN's checkpoint on the test split of DATA (default: the run's dataset).
+
+    Prints a per-set table (accuracy, exact accuracy, q_halt accuracy, ACT steps, loss and the
+    builder's task metric), writes predictions.parquet (one row per test example) and
+    predictions_<set>.npy, and with --show N --png DIR draws input / label / prediction side by
+    side with wrong cells marked. ARGS: DATA and runtime keys (device=, eval_batch_size=, force=).
+    """
+    from .config import ConfigError, parse_overrides
+    positional, items = _split_args(args)
+    if len(positional) > 1:
+        raise BadInput(f"expected at most one dataset folder after RUN, got {positional}")
+    try:
+        cfg = parse_overrides(items) if items else None
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    other = sorted(set(cfg or {}) - {"device", "force", "eval_batch_size", "compile"})
+    if other:
+        raise BadInput(f"hrm-train eval takes only runtime keys (device, eval_batch_size, force, compile), "
+                       f"not {', '.join(other)}: the checkpoint fixes the rest")
+    from . import train as T
+    from .eval_cmd import run_eval
+    try:
+        run_eval(run, positional[0] if positional else None, checkpoint, out, show, png, only_wrong, cfg=cfg, echo=click.echo)
+    except T.TrainError as e:
+        _fail(e)
+
+
+@main.command("plot", context_settings=CONTEXT)
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--png", "png", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--title", default=None, help="Figure title (default: the run names).")
+def plot_cmd(runs, png, title) -> None:
+    """Training curves of one or more runs (train loss, lr, test exact accuracy, the task metric,
+    ACT steps; against steps) from their metrics.jsonl, several runs on one figure. Needs the viz extra."""
+    from hrm_data.extras import MissingExtra
+    from hrm_data.pictures import PictureInputError, _writable
+    from hrm_data.plot import plot_runs
+    _writable(png, "--png")
+    try:
+        click.echo(f"wrote {plot_runs(list(runs), png, title=title)}")
+    except (MissingExtra, FileNotFoundError) as e:
+        raise PictureInputError(str(e)) from None
+    except OSError as e:
+        raise PictureInputError(f"{png}: cannot write ({e.strerror or e}); choose another --png") from None
 
 
 @main.command("keys")

@@ -23,9 +23,14 @@ from .data import IGNORE_LABEL_ID, eval_loader, to_device
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, device: torch.device,
-             rank: int = 0, world_size: int = 1, save_preds: bool = False
+             rank: int = 0, world_size: int = 1, save_preds: bool = False, per_example: dict | None = None
              ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Returns ({set: {metric: value, "count": n}}, {set: preds (N, S) int}) (preds on rank 0 only, if asked)."""
+    """Returns ({set: {metric: value, "count": n}}, {set: preds (N, S) int}) (preds on rank 0 only, if asked).
+
+    With ``save_preds`` and a dict ``per_example``, also fills ``per_example[set]`` with (N,) arrays in
+    example order: ``steps`` (ACT segments run), ``halt_step`` (the first segment whose q_halt >
+    q_continue: what ACT halting would use; ``steps`` if never) and ``q_halt`` (last segment's logit).
+    """
     was_training = model.training
     model.eval()
     results: dict[str, dict[str, float]] = {}
@@ -34,13 +39,19 @@ def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, de
         for set_name in split.metadata.sets:
             sums: torch.Tensor | None = None
             keys: list[str] = []
-            rows_out, preds_out = [], []
+            rows_out, preds_out, act_out = [], [], []
             for rows, batch, n_local, _ in eval_loader(split, set_name, global_batch_size, rank, world_size):
                 batch = to_device(batch, device)
                 with torch.device(device):
                     carry = model.initial_carry(batch)
+                segment, halt_step = 0, None
                 while True:
                     carry, _, metrics, outputs, all_halted = model(carry=carry, batch=batch, return_keys=("preds",))
+                    segment += 1
+                    if per_example is not None:
+                        wants = outputs["q_halt_logits"] > outputs["q_continue_logits"]
+                        halt_step = torch.where(wants, segment, 0) if halt_step is None else \
+                            torch.where((halt_step == 0) & wants, segment, halt_step)
                     if bool(all_halted):
                         break
                 metrics = dict(metrics)
@@ -52,6 +63,10 @@ def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, de
                 if save_preds:
                     rows_out.append(rows)
                     preds_out.append(outputs["preds"][:n_local].cpu().numpy())  # padding rows cut off
+                    if per_example is not None:
+                        steps = carry.steps[:n_local]
+                        act_out.append(torch.stack([steps.float(), torch.where(halt_step[:n_local] == 0, steps, halt_step[:n_local]).float(),
+                                                    outputs["q_halt_logits"][:n_local].float()], 1).cpu().numpy())
             if sums is None:
                 continue
             if world_size > 1:
@@ -65,13 +80,19 @@ def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, de
                 rows_cat = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
                 preds_cat = (np.concatenate(preds_out) if preds_out
                              else np.zeros((0, split.metadata.seq_len), np.int64))
+                act_cat = np.concatenate(act_out) if act_out else np.zeros((len(rows_cat), 3), np.float32)
                 if world_size > 1:
                     gathered: list[Any] = [None] * world_size
-                    dist.all_gather_object(gathered, (rows_cat, preds_cat))
+                    dist.all_gather_object(gathered, (rows_cat, preds_cat, act_cat))
                     rows_cat = np.concatenate([g[0] for g in gathered])
                     preds_cat = np.concatenate([g[1] for g in gathered])
+                    act_cat = np.concatenate([g[2] for g in gathered])
                 order = np.argsort(rows_cat, kind="stable")
                 all_preds[set_name] = preds_cat[order].astype(np.int32)
+                if per_example is not None:
+                    act = act_cat[order]
+                    per_example[set_name] = {"steps": act[:, 0].astype(np.int32), "halt_step": act[:, 1].astype(np.int32),
+                                             "q_halt": act[:, 2].astype(np.float32)}
     finally:
         model.train(was_training)
     return results, all_preds

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hrm_data.predictions import save_table
 from hrm_data.sampler import SamplerState, sampler_for_split
 
 from . import checkpoint as ckpt
@@ -509,10 +510,11 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     def do_eval(iteration: int, final: bool) -> None:
         if ema is not None:
             ema.swap(raw_model)
+        per_example: dict = {}
         try:
             results, preds = evaluate(model, test_split, global_batch_size=cfg["eval_batch_size"] or B,
                                       device=device, rank=dctx.rank, world_size=dctx.world_size,
-                                      save_preds=final or score_every_eval)
+                                      save_preds=final or score_every_eval, per_example=per_example if final else None)
         finally:
             if ema is not None:
                 ema.swap(raw_model)
@@ -525,6 +527,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                 np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
             logger.write({"type": "eval", "step": state.step, "epoch": epoch, "set": set_name, **m, "time": time.time()})
             out(f"eval step {state.step} epoch {epoch} [{set_name}] {summary_line(m)}")
+        if final:
+            save_table(dataset, preds, per_example, run_dir, out)
 
     nan_step = int(cfg.get("debug_nan_at_step") or 0)
     kill_step = int(cfg.get("debug_sigkill_at_step") or 0)
@@ -695,7 +699,9 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
         load_reference_state_dict(model, weights, strict=True)
     except RuntimeError as e:
         raise _fit_error(str(checkpoint_path), e) from None
-    results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True)
+    per_example: dict = {}
+    results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True,
+                              per_example=per_example)
     attach_task_scores(dataset, results, preds, echo)
     for set_name, m in results.items():
         echo(f"eval [{set_name}] {summary_line(m)}")
@@ -704,4 +710,6 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
                 np.save(Path(out_dir) / f"predictions_{set_name}.npy", preds[set_name])
             except OSError as e:
                 raise _cannot_create(Path(out_dir) / f"predictions_{set_name}.npy", e, "--out") from None
+    if out_dir is not None:
+        save_table(dataset, preds, per_example, out_dir, echo)
     return results
