@@ -398,3 +398,19 @@ def test_score_as_the_trainer_calls_it(small):
     bad = np.asarray(a.inputs).copy()            # predicts no route at all
     r = b.score(str(ds.path), "test", bad)
     assert r["route_valid"] == 0.0 and r["route_optimal"] == 0.0
+
+
+def test_score_examples_per_row_and_consistent_with_score(small):
+    b, ds = small
+    a = ds.test.set("all")
+    n = a.num_examples
+    preds = np.asarray(a.labels).copy()
+    preds[n // 2:] = np.asarray(a.inputs)[n // 2:]        # second half predicts no route
+    r = b.score_examples(ds, "test", preds)
+    assert set(r) >= {"valid", "optimal", "cost_excess"} and all(len(v) == n for v in r.values())
+    half = n // 2
+    assert r["valid"][:half].all() and r["optimal"][:half].all() and not r["valid"][half:].any()
+    assert (r["cost_excess"][:half] == 0).all() and np.isnan(r["cost_excess"][half:]).all()
+    assert (r["cost"][:half] == r["optimal_cost"][:half]).all() and (r["cost"][half:] == -1).all()
+    s = b.score(ds, "test", preds)
+    assert s["route_valid"] == pytest.approx(r["valid"].mean()) and s["cost_excess"] == 0.0
