@@ -99,13 +99,13 @@ def collect(ds, predictions=None, limit: int = DEFAULT_LIMIT, seed: int = 0) -> 
         cols["puzzle"].extend(int(p) for p in puzzle[idx])
         cols["identifier"].extend(names[int(i)] if 0 <= int(i) < len(names) else str(int(i)) for i in ident)
 
-    rows, cols = layout(style["shape"])   # as the PNGs: a long 1 x N sequence wraps into a block
+    n_rows, n_cols = layout(style["shape"])   # as the PNGs: a long 1 x N sequence wraps into a block
 
     def b64(chunks):
         return base64.b64encode(np.concatenate(chunks).tobytes()).decode("ascii") if chunks else ""
 
     return {
-        "meta": {"path": str(ds.path), "seq_len": int(meta0.seq_len), "rows": rows, "cols": cols, "palette": style["palette"], "token_names": style["token_names"],
+        "meta": {"path": str(ds.path), "seq_len": int(meta0.seq_len), "rows": n_rows, "cols": n_cols, "palette": style["palette"], "token_names": style["token_names"],
                  "ignore_label_id": style["ignore_label_id"], "bytes": int(np.dtype(dtype).itemsize),
                  "counts": counts, "limit": int(limit), "seed": int(seed),
                  "has_predictions": predictions is not None, "fields": extra_cols},

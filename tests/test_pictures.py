@@ -128,6 +128,8 @@ def test_view_page_data_sample_and_no_network(tmp_path):
     assert counts == {("train", "all"): (40, 8), ("test", "all"): (20, 4)}
     assert data == collect(ds, limit=12, seed=3)                 # same seed, same sample
     ex = data["examples"]
+    assert set(ex) == {"split", "set", "index", "group", "puzzle", "identifier"} and len(ex["index"]) == 12
+    assert (data["meta"]["rows"], data["meta"]["cols"]) == (4, 4)
     import base64
     tok = np.frombuffer(base64.b64decode(data["tokens"]["input"]), np.uint8).reshape(-1, 16)
     for k in (0, 9):
