@@ -240,7 +240,7 @@ function panel(caption, tokens, off, wrong) {
   const cv = document.createElement("canvas"); cv.dataset.kind = caption.split(":")[0]; draw(cv, tokens, off, wrong); f.appendChild(cv);
   return f;
 }
-function fmt(v) { return typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : String(v); }
+function fmt(v) { return v === null || v === undefined ? "-" : typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : String(v); }
 function show() {
   const P = $("panels"); P.innerHTML = ""; $("legend").innerHTML = "";
   $("pos").textContent = view.length ? (pos + 1) + " / " + view.length : "0 / 0";
