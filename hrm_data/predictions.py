@@ -88,7 +88,7 @@ def predictions_table(dataset, preds: Mapping[str, np.ndarray], *, split: str = 
     fields, note = task_fields(dataset, split, preds)
     if note and echo:
         echo(f"note: {note}")
-    token_type = pa.int16() if meta.vocab_size <= 32767 else pa.int32()
+    token_type = pa.uint8() if meta.vocab_size <= 256 else pa.int16() if meta.vocab_size <= 32767 else pa.int32()
     tables = []
     for set_name in meta.sets:
         if set_name not in preds:
@@ -104,7 +104,7 @@ def predictions_table(dataset, preds: Mapping[str, np.ndarray], *, split: str = 
         ident_names = np.array(names + ["?"], dtype=object)[np.where((ident >= 0) & (ident < len(names)), ident, len(names))]
         correct, acc, labelled = exactness(y, p, meta.ignore_label_id)
         cols: dict[str, Any] = {
-            "set": pa.array([set_name] * n, pa.string()).dictionary_encode(),
+            "set": pa.array([set_name] * n, pa.string()),
             "example": pa.array(np.arange(n, dtype=np.int64)), "group": pa.array(group), "puzzle": pa.array(puzzle),
             "puzzle_identifier": pa.array(ident), "puzzle_name": pa.array(ident_names, pa.string()),
             "input": _list_column(x, token_type), "label": _list_column(y, token_type),
