@@ -66,13 +66,24 @@ PANELS = (("train loss", ("train/loss",), "log"), ("learning rate", ("train/lr",
           ("ACT steps", ("train/steps", "test/steps"), "linear"))
 
 
+def _legend(run: str, curve: str, many_curves: bool, many_runs: bool) -> str | None:
+    """Name what differs: the run (several runs), the curve (several curves in a panel), or both."""
+    what = curve.split("/", 1)[1] if curve.startswith("task/") else curve
+    if many_curves and many_runs:
+        return f"{run}: {what}"
+    return what if many_curves else run if many_runs else None
+
+
 def plot_runs(runs: list[str], out: str | os.PathLike, title: str | None = None) -> Path:
     """One PNG with the runs' curves on shared panels."""
     mpl = need("matplotlib")
     mpl.use("Agg")  # files only, no display needed
     plt = need("matplotlib.pyplot")
     data = [(Path(r).name or str(r), series(read_metrics(r))) for r in runs]
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6), constrained_layout=True)
+    fig, grid = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
+    axes = list(grid.flat)
+    for ax in axes[len(PANELS):]:
+        ax.axis("off")
     colours = plt.get_cmap("tab10").colors
     styles = ("-", "--", ":", "-.")
     for ax, (name, prefixes, scale) in zip(axes, PANELS):
@@ -84,7 +95,7 @@ def plot_runs(runs: list[str], out: str | os.PathLike, title: str | None = None)
                 many = len(keys) > 1
                 ax.plot(xs, ys, styles[j % len(styles)], color=colours[k % len(colours)],
                         marker="o" if c.startswith(("test/", "task/")) else None, markersize=3,
-                        label=f"{label}: {c.split('/', 1)[1]}" if many or len(data) > 1 else None)
+                        label=_legend(label, c, many, len(data) > 1))
                 drawn += 1
         ax.set_title(name)
         ax.set_xlabel("step")
