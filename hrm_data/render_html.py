@@ -225,12 +225,12 @@ function draw(canvas, tokens, off, wrong) {
   g.stroke();
   if (!wrong) return;
   for (const k of wrong) {  // shape, not colour alone: double outline and a contrasting cross
-    const x = (k % C) * c, y = Math.floor(k / C) * c, lw = Math.max(1, Math.floor(c / 8));
+    const x = (k % C) * c, y = Math.floor(k / C) * c, lw = Math.max(1, Math.floor(c / 10)), m = lw + Math.max(2, Math.floor(c / 6));
     g.lineWidth = lw; g.strokeStyle = "#000"; g.strokeRect(x + lw / 2, y + lw / 2, c - lw, c - lw);
     g.lineWidth = 1; g.strokeStyle = "#fff"; g.strokeRect(x + lw + 0.5, y + lw + 0.5, c - 2 * lw - 1, c - 2 * lw - 1);
-    g.lineWidth = lw + 1; g.strokeStyle = dark(M.palette[tokens[off + k]] || "#fff") ? "#fff" : "#000";
-    g.beginPath(); g.moveTo(x + lw + 2, y + lw + 2); g.lineTo(x + c - lw - 2, y + c - lw - 2);
-    g.moveTo(x + lw + 2, y + c - lw - 2); g.lineTo(x + c - lw - 2, y + lw + 2); g.stroke();
+    g.lineWidth = Math.max(1, Math.floor(c / 14)); g.strokeStyle = dark(M.palette[tokens[off + k]] || "#fff") ? "#fff" : "#000";
+    g.beginPath(); g.moveTo(x + m, y + m); g.lineTo(x + c - m, y + c - m);
+    g.moveTo(x + m, y + c - m); g.lineTo(x + c - m, y + m); g.stroke();
   }
 }
 function dark(h) { const r = parseInt(h.substr(1, 2), 16), g = parseInt(h.substr(3, 2), 16), b = parseInt(h.substr(5, 2), 16); return 0.299 * r + 0.587 * g + 0.114 * b < 140; }
