@@ -190,3 +190,31 @@ def test_plot_series_from_metrics(tmp_path):
     from hrm_model.cli import main
     r = CliRunner().invoke(main, ["plot", str(tmp_path / "nothing"), "--png", str(tmp_path / "q.png")])
     assert r.exit_code == 2 and "no metrics.jsonl" in r.output
+
+
+def test_several_test_sets_table_and_page(tmp_path):
+    """A split with two sets (the format allows it): one table, one page, each set on its own."""
+    import pandas as pd
+    from hrm_data.format import write_arrays
+    from hrm_data.predictions import predictions_table, write_predictions
+    from hrm_data.render_html import collect
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for name, n in (("easy", 3), ("hard", 5)):
+        x = rng.integers(1, 5, size=(n, 9)).astype(np.uint8)
+        arrays[name] = {"inputs": x, "labels": x, "puzzle_identifiers": np.ones(n, np.int32),
+                        "puzzle_indices": np.arange(n + 1, dtype=np.int32), "group_indices": np.arange(n + 1, dtype=np.int32)}
+    over = {s: {"sets": ["easy", "hard"]} for s in ("train", "test")}
+    for name in ("easy", "hard"):
+        write_arrays(tmp_path / "d", {"train": arrays[name], "test": arrays[name]}, vocab_size=5,
+                     identifiers=["<blank>", "p"], set_name=name, metadata_overrides=over)
+    ds = Dataset(tmp_path / "d")
+    preds = {k: np.asarray(ds.test.set(k).labels).copy() for k in ("easy", "hard")}
+    preds["hard"][1, 0] = 0
+    write_predictions(predictions_table(ds, preds), tmp_path)
+    df = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert df["set"].tolist() == ["easy"] * 3 + ["hard"] * 5 and df["example"].tolist() == [0, 1, 2, 0, 1, 2, 3, 4]
+    assert df["correct"].tolist() == [True] * 4 + [False] + [True] * 3
+    data = collect(ds, df)
+    assert [(c["set"], c["total"], c["wrong"]) for c in data["meta"]["counts"]] == [("easy", 3, 0), ("hard", 5, 1)]
+    assert data["examples"]["correct"] == [True] * 4 + [False] + [True] * 3
