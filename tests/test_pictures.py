@@ -218,3 +218,13 @@ def test_several_test_sets_table_and_page(tmp_path):
     data = collect(ds, df)
     assert [(c["set"], c["total"], c["wrong"]) for c in data["meta"]["counts"]] == [("easy", 3, 0), ("hard", 5, 1)]
     assert data["examples"]["correct"] == [True] * 4 + [False] + [True] * 3
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    from hrm_model.cli import main
+    (tmp_path / "metrics.jsonl").write_text('{"type": "train", "step": 1, "loss": 1.0}\n')
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    r = CliRunner().invoke(main, ["plot", str(tmp_path), "--png", str(tmp_path / "p.png")])
+    assert r.exit_code == 2 and "pip install 'hrm-data[viz]'" in r.output and len(r.output.strip().splitlines()) == 1
