@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hrm_data.augment import DIHEDRAL_NAMES, NUM_DIHEDRAL, dihedral, dihedral_flat
-from hrm_data.builder import Builder, Group, Info, Option, Puzzle
+from hrm_data.builder import Builder, GroupBatch, Info, Option
 
 from . import maze_solver as ms
 from .maze_solver import CHARSET, GLYPHS, GOAL, MAX_PACKED, OPEN, PALETTE, PATH, START, TOKEN_NAMES, VOCAB_SIZE, WALL
@@ -34,6 +34,7 @@ SPLIT_IDS = {"train": 0, "test": 1}
 IDENTIFIER = "maze"
 BATCH = 2048                 # layouts screened per generator batch (fixed: part of what a seed means)
 MAX_BATCHES = 20_000
+CHUNK = 4096               # CSV rows per GroupBatch
 
 
 class SourceError(ValueError):
@@ -289,7 +290,7 @@ class Maze(Builder):
         return int(o["count"] if split == "train" else o["test_count"])
 
     # -- groups ----------------------------------------------------------------------
-    def groups(self, split: str, options: dict[str, Any]) -> Iterator[Group]:
+    def groups(self, split: str, options: dict[str, Any]) -> Iterator[GroupBatch]:
         o = self._opts(options)
         if split == "train":
             self._seen, self._stats = set(), {}
@@ -300,27 +301,32 @@ class Maze(Builder):
         else:
             yield from self._generated_groups(o, split, aug, stats)
 
-    def _group(self, x: np.ndarray, y: np.ndarray, n: int, aug: bool, key: str, row: dict) -> Group:
+    def _batch(self, x: np.ndarray, y: np.ndarray, n: int, aug: bool, columns: dict[str, list]) -> GroupBatch:
+        """Mazes (m, N*N) as m groups: one puzzle each, or the 8 dihedral variants (HRM's order:
+        transform 0..7) as 8 one-example puzzles of the maze's group."""
+        m = x.shape[0]
         tids = range(NUM_DIHEDRAL) if aug else (0,)
-        puzzles, rows = [], []
-        for t in tids:
-            puzzles.append(Puzzle(IDENTIFIER, dihedral_flat(x, t, (n, n))[None], dihedral_flat(y, t, (n, n))[None]))
-            rows.append({**row, "transform": DIHEDRAL_NAMES[t]})
-        return Group(puzzles=puzzles, key=key, rows=rows)
+        k = len(tids)
+        xs = np.stack([dihedral_flat(x, t, (n, n)) for t in tids], 1).reshape(m * k, -1)
+        ys = np.stack([dihedral_flat(y, t, (n, n)) for t in tids], 1).reshape(m * k, -1)
+        cols = {name: np.repeat(np.asarray(v), k) for name, v in columns.items()}
+        cols["transform"] = np.tile(np.array([DIHEDRAL_NAMES[t] for t in tids]), m)
+        return GroupBatch(IDENTIFIER, xs, ys, np.full(m, k, np.int64), cols)
 
-    def _csv_groups(self, o, split, aug, stats) -> Iterator[Group]:
+    def _csv_groups(self, o, split, aug, stats) -> Iterator[GroupBatch]:
         m = self._read(o, split)
         order = np.arange(len(m.sources))
         if split == "train" and 0 < o["subsample_size"] < len(order):
             rng = np.random.default_rng(np.random.SeedSequence(o["seed"], spawn_key=(SPLIT_IDS[split],)))
             order = rng.choice(len(order), size=o["subsample_size"], replace=False)
-        n = m.size
-        for i in order.tolist():
-            stats["mazes"] += 1
-            yield self._group(m.inputs[i], m.labels[i], n, aug, exact_key(m.inputs[i]),
-                              {"row": i, "source": m.sources[i], "rating": m.ratings[i]})
+        for a in range(0, len(order), CHUNK):
+            idx = order[a:a + CHUNK]
+            stats["mazes"] += len(idx)
+            yield self._batch(m.inputs[idx], m.labels[idx], m.size, aug,
+                              {"row": idx, "source": [m.sources[i] for i in idx],
+                               "rating": [m.ratings[i] for i in idx]})
 
-    def _generated_groups(self, o, split, aug, stats) -> Iterator[Group]:
+    def _generated_groups(self, o, split, aug, stats) -> Iterator[GroupBatch]:
         n, L = o["size"], o["min_path"]
         want = o["count"] if split == "train" else o["test_count"]
         made = 0
@@ -330,9 +336,10 @@ class Maze(Builder):
             rng = np.random.default_rng(np.random.SeedSequence(o["seed"], spawn_key=(SPLIT_IDS[split], b)))
             gen = generate_batch(rng, n, L, limit=2 * (want - made) + 16)
             stats.update(gen.stats)
+            keep, keys = [], []
             for j in range(gen.inputs.shape[0]):
                 if made >= want:
-                    return
+                    break
                 stats["found"] += 1
                 several = int(gen.paths[j]) > 1
                 stats["several_shortest"] += several
@@ -344,11 +351,14 @@ class Maze(Builder):
                     stats["dropped_duplicate"] += 1
                     continue
                 self._seen.add(key)
+                keep.append(j)
+                keys.append(key)
                 made += 1
-                stats["mazes"] += 1
-                yield self._group(gen.inputs[j], gen.labels[j], n, aug, key,
-                                  {"walls": int(gen.walls[j]), "path_length": int(gen.length[j]),
-                                   "shortest_paths": int(min(gen.paths[j], ms.COUNT_CAP))})
+            if keep:
+                stats["mazes"] += len(keep)
+                yield self._batch(gen.inputs[keep], gen.labels[keep], n, aug,
+                                  {"group_key": keys, "walls": gen.walls[keep], "path_length": gen.length[keep],
+                                   "shortest_paths": np.minimum(gen.paths[keep], ms.COUNT_CAP)})
         raise RuntimeError(f"{split}: only {made} of {want} mazes after {MAX_BATCHES * BATCH:,} layouts; lower "
                            f"--min-path or --count")
 

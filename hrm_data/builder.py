@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .format import PROVENANCE_KEY, DatasetWriter, Group, Puzzle  # noqa: F401  (re-exported for plugins)
+from .format import PROVENANCE_KEY, DatasetWriter, Group, GroupBatch, Puzzle  # noqa: F401  (re-exported for plugins)
 
-__all__ = ["Option", "Info", "Builder", "Group", "Puzzle", "build"]
+__all__ = ["Option", "Info", "Builder", "Group", "GroupBatch", "Puzzle", "build"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ class Builder:
         """Number of groups ``groups`` will yield for a split (for the progress bar), if known."""
         return None
 
-    def groups(self, split: str, options: dict[str, Any]) -> Iterable[Group]:
+    def groups(self, split: str, options: dict[str, Any]) -> Iterable[Group | GroupBatch]:
+        """Yield Groups, or GroupBatches (many groups of one-example puzzles as arrays)."""
         raise NotImplementedError
 
     def report(self) -> dict[str, Any]:
@@ -113,6 +114,10 @@ def build(builder: Builder, out: str | Path, options: dict[str, Any] | None = No
                 bar = tqdm(total=builder.count(split, opts), desc=f"{builder.name} {split}", unit="group",
                            disable=not progress, leave=False)
                 for group in builder.groups(split, opts):
+                    if isinstance(group, GroupBatch):   # many groups as whole arrays
+                        sw.add_batch(group)
+                        bar.update(group.num_groups)
+                        continue
                     sw.add_group(group)
                     bar.update(1)
                 bar.close()

@@ -347,6 +347,26 @@ class Group:
     rows: list[dict[str, Any]] | None = None
 
 
+@dataclass
+class GroupBatch:
+    """Many groups of one-example puzzles with one identifier, as whole arrays: the fast path
+    for builders that write millions of rows (e.g. Sudoku with 1000 augmented copies each).
+
+    ``inputs``/``labels`` are (N, seq_len); ``group_sizes`` (G,) counts the puzzles of each
+    group in order and sums to N. ``columns`` are optional side-table columns, each (N,).
+    """
+
+    identifier: str
+    inputs: np.ndarray
+    labels: np.ndarray
+    group_sizes: np.ndarray
+    columns: dict[str, np.ndarray] | None = None
+
+    @property
+    def num_groups(self) -> int:
+        return int(len(self.group_sizes))
+
+
 class DatasetExistsError(FileExistsError):
     pass
 
@@ -579,6 +599,48 @@ class SplitWriter:
             if len(rows) != n:
                 raise ValueError(f"group {group.key!r}: {len(rows)} side-table rows for {n} examples")
             self._add_rows(rows, group.key, n)
+
+    def add_batch(self, batch: GroupBatch) -> None:
+        """Write a GroupBatch: the same checks and bytes as add_group per group, without a
+        Python loop per puzzle."""
+        S = self.parent.seq_len
+        x, y = np.asarray(batch.inputs), np.asarray(batch.labels)
+        gs = np.asarray(batch.group_sizes, np.int64).reshape(-1)
+        n = x.shape[0] if x.ndim == 2 else -1
+        if x.shape != y.shape or x.ndim != 2 or x.shape[1] != S:
+            raise ValueError(f"batch {batch.identifier!r}: inputs {x.shape} and labels {y.shape} must both be (n, seq_len={S})")
+        if x.dtype.kind not in "iu" or y.dtype.kind not in "iu":
+            raise ValueError(f"batch {batch.identifier!r}: tokens must be integer arrays, got {x.dtype} and {y.dtype}")
+        if (gs < 1).any() or int(gs.sum()) != n:
+            raise ValueError(f"batch {batch.identifier!r}: group_sizes must be >= 1 and sum to the {n} rows")
+        if n == 0:
+            return
+        self._check_range(batch.identifier, x, y)
+        cols = batch.columns or {}
+        if any(np.shape(v) != (n,) for v in cols.values()):
+            raise ValueError(f"batch {batch.identifier!r}: every side-table column must have {n} values")
+        self._inputs.append(x)
+        self._labels.append(y)
+        self._pids.append(np.full(n, self.parent.identifier_id(batch.identifier), np.int32))
+        self._psizes.append(np.ones(n, np.int64))
+        self._gsizes.extend(gs.tolist())
+        self.num_examples += n
+        if cols:
+            first = self.num_examples - n
+            if self._row_count != first:
+                raise ValueError("side-table rows must be given for every group or for none")
+            for k in ("example", *cols):
+                if k not in self._rows:
+                    if self._parquet is not None or self._row_count:
+                        raise ValueError(f"side-table column {k!r} first appears at example {first}; "
+                                         "give every batch the same columns")
+                    self._rows[k] = []
+            self._rows["example"].extend(range(first, first + n))
+            for k, v in cols.items():
+                self._rows[k].extend(np.asarray(v).tolist())
+            self._row_count += n
+            if len(self._rows["example"]) >= 65536:
+                self._flush_rows()
 
     def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
         V, ign = self.parent.vocab_size, self.parent.ignore_label_id
