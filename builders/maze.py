@@ -34,6 +34,7 @@ SPLIT_IDS = {"train": 0, "test": 1}
 IDENTIFIER = "maze"
 BATCH = 2048                 # layouts screened per generator batch (fixed: part of what a seed means)
 MAX_BATCHES = 20_000
+GIVE_UP_BATCHES = 50         # ... without a single hard layout: the floor is out of reach
 CHUNK = 4096               # CSV rows per GroupBatch
 
 
@@ -334,8 +335,11 @@ class Maze(Builder):
             if made >= want:
                 return
             rng = np.random.default_rng(np.random.SeedSequence(o["seed"], spawn_key=(SPLIT_IDS[split], b)))
-            gen = generate_batch(rng, n, L, limit=2 * (want - made) + 16)
+            gen = generate_batch(rng, n, L, batch=BATCH, limit=2 * (want - made) + 16)
             stats.update(gen.stats)
+            if b + 1 == GIVE_UP_BATCHES and not stats["hard_layouts"]:
+                raise RuntimeError(f"{split}: not one of {GIVE_UP_BATCHES * BATCH:,} random {n} x {n} layouts has a "
+                                   f"shortest path of {L} moves; lower --min-path")
             keep, keys = [], []
             for j in range(gen.inputs.shape[0]):
                 if made >= want:

@@ -45,19 +45,26 @@ def unpack_rows(words: np.ndarray, n: int) -> np.ndarray:
     return ((words[..., None] >> np.arange(n, dtype=np.uint64)) & _ONE).astype(bool)
 
 
-def sweep(open_bits: np.ndarray, src: np.ndarray, far_from: int, need_far: bool = True) -> dict[str, np.ndarray]:
+def sweep(open_bits: np.ndarray, src: np.ndarray, far_from: int = 1, need_far: bool = True,
+          target: np.ndarray | None = None, width: int | None = None) -> dict[str, np.ndarray]:
     """BFS from one source cell per maze (flat index ``src``), all mazes at once.
 
     Returns ``ecc`` (steps to the farthest reachable cell), ``last`` (the last non-empty BFS
-    layer, packed) and, with ``need_far``, ``far`` (packed: reachable cells at distance >=
-    ``far_from``). Mazes whose search has ended are dropped from the working arrays as they go."""
+    layer, packed), ``reached`` (packed) and, with ``need_far``, ``far`` (packed: reachable cells
+    at distance >= ``far_from``); with ``target`` (flat cells), ``hit``: steps to it, -1 if not
+    reached. ``width``: the grid's width when it is not square. Mazes whose search has ended are
+    dropped from the working arrays as they go."""
     B, n = open_bits.shape
+    n = width or n
     rows = np.arange(B)
     V = np.zeros_like(open_bits)
     V[rows, src // n] = _ONE << (src % n).astype(np.uint64)
     last = V.copy()
     near = V.copy() if need_far and far_from <= 1 else None     # cells at distance < far_from
     ecc = np.zeros(B, np.int64)
+    hit = np.where(np.asarray(src) == target, 0, -1) if target is not None else np.full(B, -1)
+    tr, tc = (np.divmod(np.asarray(target, np.int64), n) if target is not None else (rows, rows))
+    tc = tc.astype(np.uint64)
     live, f, o, v, lc = rows, V.copy(), open_bits, V.copy(), last.copy()
     step = 0
     while live.size:
@@ -71,6 +78,9 @@ def sweep(open_bits: np.ndarray, src: np.ndarray, far_from: int, need_far: bool 
         alive = nb.any(1)
         ecc[live[alive]] = step
         lc = np.where(alive[:, None], nb, lc)
+        if target is not None:
+            got = ((nb[np.arange(live.size), tr] >> tc) & _ONE).astype(bool)
+            hit[live[got]] = step
         if need_far and step == far_from - 1:
             V[live] = v
             near = V.copy()
@@ -78,7 +88,8 @@ def sweep(open_bits: np.ndarray, src: np.ndarray, far_from: int, need_far: bool 
         if n_alive < live.size // 2 or n_alive == 0:       # compact: keep only running searches
             V[live], last[live] = v, lc
             live, f, o, v, lc = live[alive], f[alive], o[alive], v[alive], lc[alive]
-    out = {"ecc": ecc, "last": last}
+            tr, tc = tr[alive], tc[alive]
+    out = {"ecc": ecc, "last": last, "reached": V, "hit": hit}
     if need_far:
         out["far"] = V & ~(V if near is None else near)         # ended before far_from - 1 steps: none
     return out
@@ -195,7 +206,11 @@ def grade(inputs: np.ndarray, marked: np.ndarray, shape: tuple[int, int]) -> dic
     B = x.shape[0]
     s, g, one_each = endpoints(x)
     passable = (x == OPEN) | (x == START) | (x == GOAL)
-    shortest = distances(passable, s).reshape(B, -1)[np.arange(B), g]
+    packed = W <= MAX_PACKED
+    if packed:
+        shortest = sweep(pack_rows(passable), s, need_far=False, target=g, width=W)["hit"]
+    else:
+        shortest = distances(passable, s).reshape(B, -1)[np.arange(B), g]
     shortest = np.where(one_each, shortest, -1)
     path = p == PATH
     same = np.where(path, x == OPEN, p == x).reshape(B, -1).all(1)
@@ -203,8 +218,11 @@ def grade(inputs: np.ndarray, marked: np.ndarray, shape: tuple[int, int]) -> dic
     deg = sum(_shifted(on, dr, dc, False).astype(np.int64) for dr, dc in _MOVES)
     end = (x == START) | (x == GOAL)
     deg_ok = (np.where(end, deg == 1, True) & np.where(path, deg == 2, True)).reshape(B, -1).all(1)
-    reach = distances(on, s)
-    connected = ((reach >= 0) | ~on).reshape(B, -1).all(1)
+    if packed:
+        on_bits = pack_rows(on)
+        connected = (sweep(on_bits, s, need_far=False, width=W)["reached"] == on_bits).all(1)
+    else:
+        connected = ((distances(on, s) >= 0) | ~on).reshape(B, -1).all(1)
     valid = one_each & same & deg_ok & connected & (shortest >= 0)
     length = np.where(valid, path.reshape(B, -1).sum(1) + 1, -1)
     optimal = valid & (length == shortest)

@@ -259,3 +259,43 @@ def test_bad_options_are_one_line_errors(tmp_path):
         r = CliRunner().invoke(cli, ["build", "maze", "--out", str(tmp_path / "o"), *args])
         assert r.exit_code == 2, r.output
         assert text_ in r.output
+
+
+def test_an_unreachable_path_floor_stops_with_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(mz, "GIVE_UP_BATCHES", 2)
+    monkeypatch.setattr(mz, "BATCH", 64)
+    r = CliRunner().invoke(cli, ["build", "maze", "--out", str(tmp_path / "o"), "--size", "6", "--min-path", "18"])
+    assert r.exit_code == 2
+    assert "not one of 128 random 6 x 6 layouts has a shortest path of 18 moves; lower --min-path" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_source_edge_cases(tmp_path):
+    (tmp_path / "e.csv").write_text("")
+    (tmp_path / "h.csv").write_text("source,question,answer,rating\n")
+    (tmp_path / "d.csv").mkdir()
+    (tmp_path / "b.csv").write_bytes(b"source,question,answer,rating\ns,\xff\xfe,a,1\n")
+    for name, msg in (("e.csv", "empty file"), ("h.csv", "no mazes after the header row"), ("d.csv", "not a file"),
+                      ("b.csv", "not UTF-8 text")):
+        with pytest.raises(mz.SourceError, match=msg):
+            mz.read_csv(tmp_path / name)
+
+
+def test_packed_and_dense_grading_agree():
+    rng = np.random.default_rng(4)
+    gen = mz.generate_batch(rng, 12, 11, batch=256, limit=60)
+    preds = gen.labels.copy()
+    preds[::3] = gen.inputs[::3]                          # no path
+    cut = np.flatnonzero(preds[1] == ms.PATH)
+    preds[1][cut[len(cut) // 2]] = ms.OPEN                # a gap
+    preds[2][(preds[2] == ms.OPEN)] = ms.PATH             # everything marked
+    packed = ms.grade(gen.inputs, preds, (12, 12))
+    saved = ms.MAX_PACKED
+    try:
+        ms.MAX_PACKED = 8                                 # force the dense path
+        dense = ms.grade(gen.inputs, preds, (12, 12))
+    finally:
+        ms.MAX_PACKED = saved
+    for k in packed:
+        assert np.array_equal(packed[k], dense[k]), k
+    assert packed["optimal"].sum() == len(preds) - len(preds[::3]) - 2
