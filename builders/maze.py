@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from hrm_data.augment import DIHEDRAL_NAMES, NUM_DIHEDRAL, dihedral, dihedral_flat
+from hrm_data.augment import DIHEDRAL_NAMES, NUM_DIHEDRAL, dihedral
 from hrm_data.builder import Builder, GroupBatch, Info, Option
 
 from . import maze_solver as ms
@@ -308,8 +308,11 @@ class Maze(Builder):
         m = x.shape[0]
         tids = range(NUM_DIHEDRAL) if aug else (0,)
         k = len(tids)
-        xs = np.stack([dihedral_flat(x, t, (n, n)) for t in tids], 1).reshape(m * k, -1)
-        ys = np.stack([dihedral_flat(y, t, (n, n)) for t in tids], 1).reshape(m * k, -1)
+        xs, ys = np.empty((m, k, n, n), x.dtype), np.empty((m, k, n, n), y.dtype)
+        for j, t in enumerate(tids):     # one copy per transform, straight into place
+            xs[:, j] = dihedral(x.reshape(m, n, n), t)
+            ys[:, j] = dihedral(y.reshape(m, n, n), t)
+        xs, ys = xs.reshape(m * k, -1), ys.reshape(m * k, -1)
         cols = {name: np.repeat(np.asarray(v), k) for name, v in columns.items()}
         cols["transform"] = np.tile(np.array([DIHEDRAL_NAMES[t] for t in tids]), m)
         return GroupBatch(IDENTIFIER, xs, ys, np.full(m, k, np.int64), cols)

@@ -299,3 +299,14 @@ def test_packed_and_dense_grading_agree():
     for k in packed:
         assert np.array_equal(packed[k], dense[k]), k
     assert packed["optimal"].sum() == len(preds) - len(preds[::3]) - 2
+
+
+def test_subsample_is_train_only_and_seeded(tmp_path, csv_source):
+    root, tr, te = csv_source
+    outs = [build(mz.Maze(), tmp_path / f"d{i}", {"source": str(root), "subsample_size": 5, "seed": s},
+                  progress=False) for i, s in enumerate((0, 0, 1))]
+    xs = [np.asarray(Dataset(o).train.set("all").inputs) for o in outs]
+    assert xs[0].shape == (5, 36) and np.array_equal(xs[0], xs[1]) and not np.array_equal(xs[0], xs[2])
+    rows = {r.tobytes() for r in tr.inputs}
+    assert all(r.tobytes() in rows for r in xs[0]) and len({r.tobytes() for r in xs[0]}) == 5
+    assert Dataset(outs[0]).test.set("all").num_examples == len(te.inputs)
