@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=13.0, help="training budget (wall clock)")
     ap.add_argument("--evals", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("extra", nargs="*", help="more hrm-train key=value overrides")
@@ -64,11 +64,12 @@ def main() -> None:
     sps = (t[-1]["time"] - t[1]["time"]) / max(1, t[-1]["step"] - t[1]["step"])
     shutil.rmtree(out / "runs" / "probe")
     steps_per_epoch = n_groups / a.batch
-    epochs = max(a.evals, int(a.minutes * 60 / (sps * steps_per_epoch * 1.08)))
-    epochs -= epochs % a.evals
+    epochs = max(1, int(a.minutes * 60 / (sps * steps_per_epoch * 1.08)))   # ~8% for evaluation
+    evals = min(a.evals, epochs)                                            # never past the budget
+    epochs -= epochs % evals
     print(f"load {os.getloadavg()[0]:.1f}; data: {n_groups} train groups (x8 dihedral puzzles), {a.test_count} test, "
-          f"{a.size}x{a.size}; {sps:.3f} s/step; {epochs} epochs, eval every {epochs // a.evals}", flush=True)
-    cmd = [hrm_train, *common, f"epochs={epochs}", f"eval_interval={epochs // a.evals}",
+          f"{a.size}x{a.size}; {sps:.3f} s/step; {epochs} epochs, eval every {epochs // evals}", flush=True)
+    cmd = [hrm_train, *common, f"epochs={epochs}", f"eval_interval={epochs // evals}",
            f"lr_warmup_examples={2 * n_groups}", "run_name=learn"]
     print(" ".join(cmd), flush=True)
     t0 = time.time()
