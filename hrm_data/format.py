@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -238,7 +239,7 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
 def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_bytes: int = 1 << 25) -> None:
     # Values, not bytes-on-disk: the same tokens stored as uint8 or int32 hash alike, because
     # every array is hashed in the smallest dtype that holds its value range.
-    arr = np.asarray(arr)
+    mapped, arr = arr, np.asarray(arr)
     h.update(f"{arr.shape}".encode())
     if arr.ndim == 0 or arr.shape[0] == 0:
         return
@@ -246,14 +247,30 @@ def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_bytes: int = 1 << 25)
     step = max(1, chunk_bytes // row_bytes)
     chunks = [slice(s, s + step) for s in range(0, arr.shape[0], step)]
     if arr.dtype.kind in "iub":
-        lo = min(int(arr[c].min()) for c in chunks)
-        hi = max(int(arr[c].max()) for c in chunks)
+        lo, hi = None, None
+        for c in chunks:
+            part = arr[c]
+            lo = int(part.min()) if lo is None else min(lo, int(part.min()))
+            hi = int(part.max()) if hi is None else max(hi, int(part.max()))
+            _drop_pages(mapped)
         dt = smallest_int_dtype(hi, lo).newbyteorder("<")
     else:  # a broken dataset (float tokens): hash what is there
         dt = arr.dtype.newbyteorder("<")
     h.update(dt.str.encode())
     for c in chunks:
         h.update(np.ascontiguousarray(arr[c], dtype=dt).tobytes())
+        _drop_pages(mapped)
+
+
+def _drop_pages(arr: np.ndarray) -> None:
+    """Let the kernel drop the pages of a memory-mapped array already read, so hashing a large
+    dataset does not hold it all in this process's resident memory (they stay in the page cache)."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 def fingerprint(path: str | os.PathLike) -> str:
@@ -629,18 +646,19 @@ class SplitWriter:
             first = self.num_examples - n
             if self._row_count != first:
                 raise ValueError("side-table rows must be given for every group or for none")
-            for k in ("example", *cols):
-                if k not in self._rows:
-                    if self._parquet is not None or self._row_count:
-                        raise ValueError(f"side-table column {k!r} first appears at example {first}; "
-                                         "give every batch the same columns")
-                    self._rows[k] = []
-            self._rows["example"].extend(range(first, first + n))
-            for k, v in cols.items():
-                self._rows[k].extend(np.asarray(v).tolist())
+            self._flush_rows()
+            import pyarrow as pa
+            table = pa.table({"example": np.arange(first, first + n, dtype=np.int64),
+                              **{k: np.asarray(v) for k, v in cols.items()}})
+            if self._parquet is None:
+                import pyarrow.parquet as pq
+                self._parquet = pq.ParquetWriter(self.dir / SIDE_TABLE, table.schema)
+                self._rows = {k: [] for k in table.column_names}
+            elif table.column_names != self._parquet.schema.names:
+                raise ValueError(f"side-table columns {table.column_names} differ from the earlier "
+                                 f"{self._parquet.schema.names}; give every batch the same columns")
+            self._parquet.write_table(table.cast(self._parquet.schema))
             self._row_count += n
-            if len(self._rows["example"]) >= 65536:
-                self._flush_rows()
 
     def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
         V, ign = self.parent.vocab_size, self.parent.ignore_label_id
