@@ -156,23 +156,39 @@ class SetArrays:
 
 
 class Split:
-    """One split folder (train/ or test/): metadata plus its sets, arrays opened lazily."""
+    """One split folder (train/ or test/): metadata plus its sets, arrays opened lazily.
 
-    def __init__(self, root: Path, name: str):
+    ``store`` is another storage backend (a Zarr store, see storage_zarr.py) behind the same
+    interface; None for HRM's npy directory."""
+
+    def __init__(self, root: Path, name: str, store: Any = None):
         self.root = Path(root)
         self.name = name
         self.path = self.root / name
-        self.metadata = Metadata.from_dict(read_json(self.path / "dataset.json"), str(self.path / "dataset.json"))
+        self.store = store
+        if store is not None:
+            self.metadata = Metadata.from_dict(store.metadata_dict(name), f"{store.url}/{name} (attribute dataset.json)")
+        else:
+            self.metadata = Metadata.from_dict(read_json(self.path / "dataset.json"), str(self.path / "dataset.json"))
         self._sets: dict[str, SetArrays] = {}
 
     def array_path(self, set_name: str, field_name: str) -> Path:
         return self.path / f"{set_name}__{field_name}.npy"
 
     def set(self, set_name: str) -> SetArrays:
+        if set_name not in self._sets and self.store is not None:
+            self._sets[set_name] = self.store.set_arrays(self.name, set_name)
         if set_name not in self._sets:
             arrays = {f: load_npy(self.array_path(set_name, f), mmap=f in ("inputs", "labels")) for f in FIELDS}
             self._sets[set_name] = SetArrays(set_name, **arrays)
         return self._sets[set_name]
+
+    def index_arrays(self, set_name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(puzzle_indices, group_indices) of one set, in memory; reads nothing else."""
+        if self.store is not None:
+            return self.store.index_arrays(self.name, set_name)
+        return (np.asarray(load_npy(self.array_path(set_name, "puzzle_indices"), mmap=False)),
+                np.asarray(load_npy(self.array_path(set_name, "group_indices"), mmap=False)))
 
     @property
     def sets(self) -> dict[str, SetArrays]:
@@ -180,6 +196,8 @@ class Split:
 
     def side_table(self):
         """The per-example table (pandas DataFrame) if the builder wrote one, else None."""
+        if self.store is not None:
+            return self.store.side_table(self.name)
         p = self.path / SIDE_TABLE
         if not p.exists():
             return None
@@ -188,18 +206,23 @@ class Split:
 
 
 class Dataset:
-    """A dataset directory: identifiers.json plus train/ and test/."""
+    """A dataset directory: identifiers.json plus train/ and test/, or the same in a Zarr store."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.store = _open_store(path)
+        self._splits: dict[str, Split] = {}
+        if self.store is not None:
+            return
         if self.path.is_file():
             raise FormatError(f"{self.path}: is a file; give the dataset directory (the one holding train/ and test/)")
         if not self.path.is_dir():
             raise FormatError(f"{self.path}: no such dataset directory")
-        self._splits: dict[str, Split] = {}
 
     @property
     def identifiers(self) -> list[str]:
+        if self.store is not None:
+            return self.store.identifiers()
         if not (self.path / "identifiers.json").exists():
             raise FormatError(f"{self.path / 'identifiers.json'}: missing; every dataset has one at its root "
                               f"(a JSON list of names, entry 0 \"<blank>\"): rebuild the dataset or copy it")
@@ -209,9 +232,13 @@ class Dataset:
         return ids
 
     def has_split(self, name: str) -> bool:
+        if self.store is not None:
+            return self.store.has_split(name)
         return (self.path / name / "dataset.json").exists()
 
     def split(self, name: str) -> Split:
+        if name not in self._splits and self.store is not None:
+            self._splits[name] = Split(self.path, name, store=self.store)
         if name not in self._splits:
             if not (self.path / name).is_dir():
                 raise FormatError(f"{self.path / name}: split folder missing; a dataset needs train/ and test/")
@@ -232,6 +259,19 @@ class Dataset:
 
 def open_dataset(path: str | os.PathLike) -> Dataset:
     return Dataset(path)
+
+
+def is_zarr_path(path: str | os.PathLike) -> bool:
+    """A Zarr store (folder with zarr.json, a *.zarr name, or an fsspec URL) rather than an npy folder."""
+    s = str(path)
+    return "://" in s or s.rstrip("/").endswith(".zarr") or (Path(s) / "zarr.json").is_file()
+
+
+def _open_store(path: str | os.PathLike):
+    if not is_zarr_path(path):
+        return None
+    from .storage_zarr import ZarrStore
+    return ZarrStore(str(path))
 
 
 # ----------------------------------------------------------------------------- fingerprint
