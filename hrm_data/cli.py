@@ -215,5 +215,12 @@ def fingerprint_cmd(path) -> None:
         raise BadInput(str(e)) from None
 
 
+# ----------------------------------------------------------------------------- interop (convert, import, stats)
+
+from .cli_interop import register as _register_interop  # noqa: E402
+
+_register_interop(main, BadInput)
+
+
 if __name__ == "__main__":
     main()

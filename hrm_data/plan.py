@@ -627,12 +627,11 @@ def compute_plan(train_split_or_path, global_batch_size: int, epochs: int, eval_
                  lr_warmup_steps: int | None = None, lr_warmup_examples: int | None = None, world_size: int = 1,
                  seed: int = 0) -> Plan:
     """The plan for a dataset's train split (see the module docstring). Loads only the index arrays."""
-    from .format import FormatError, load_npy
+    from .format import FormatError
     split = _train_split(train_split_or_path)
     arrays = {}
     for name in split.metadata.sets:
-        arrays[name] = (np.asarray(load_npy(split.array_path(name, "puzzle_indices"), mmap=False)),
-                        np.asarray(load_npy(split.array_path(name, "group_indices"), mmap=False)))
+        arrays[name] = split.index_arrays(name)
     if not arrays:
         raise FormatError(f"{split.path / 'dataset.json'}: 'sets' is empty; a split needs at least one set")
     source = str(train_split_or_path) if isinstance(train_split_or_path, (str, os.PathLike)) else str(split.root)

@@ -17,6 +17,7 @@ decompress a chunk per row. ``zarr`` is an optional dependency (``pip install 'h
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -285,3 +286,52 @@ def available() -> bool:
 
 
 __all__ = ["ZarrStore", "ZarrSink", "ChunkedRows", "FORMAT_TAG", "SPLITS", "available"]
+
+
+# ----------------------------------------------------------------------------- validate
+
+def validate_zarr(url, deep: bool = False, progress: bool = False):
+    """`hrm-data validate` on a Zarr store: the same checks, reading arrays from the store."""
+    from pathlib import Path
+
+    from .validate import NotADataset, _Validator
+
+    try:
+        store = ZarrStore(str(url))
+    except FormatError as e:
+        raise NotADataset(str(e)) from None
+
+    class ZarrValidator(_Validator):
+        def read_identifiers_text(self):
+            ids = store.attrs.get("identifiers")
+            return None if ids is None else json.dumps(ids).encode()
+
+        def read_split_text(self, name):
+            if not store.has_split(name):
+                return None, False
+            d = dict(store._group(name).attrs).get("dataset.json")
+            return (None if d is None else json.dumps(d).encode()), True
+
+        def side_table_source(self, name):
+            return store.side_table_bytes(name) if store.has_split(name) else None
+
+        def open_dataset(self):
+            from .format import Dataset
+            return Dataset(str(url))
+
+        def open_array(self, sp, s, f, loc):
+            try:
+                z = store._group(sp.name)[f"{s.name}__{f}"]
+            except KeyError:
+                self.add("E103", f"array {s.name}__{f} missing from the Zarr store; convert the dataset again", **loc)
+                return None
+            if not self.dtype_ok(np.dtype(z.dtype), f, loc):
+                return None
+            try:
+                return ChunkedRows(z) if f in ROWS_KEY else np.asarray(z[...])
+            except Exception as e:  # noqa: BLE001  (a missing or corrupt chunk)
+                self.add("E104", f"array {s.name}__{f} cannot be read ({type(e).__name__}: {e}); a chunk is missing "
+                                 "or corrupt, convert the dataset again", **loc)
+                return None
+
+    return ZarrValidator(Path(str(url)), deep, progress).run()

@@ -361,16 +361,34 @@ class _Validator:
         st["seconds"] = round(seconds, 3)
         return st
 
+    # ---- storage hooks: npy files here; storage_zarr.ZarrValidator reads a Zarr store instead
+    def read_identifiers_text(self) -> bytes | None:
+        p = self.root / "identifiers.json"
+        return p.read_bytes() if p.exists() else None
+
+    def read_split_text(self, name: str) -> tuple[bytes | None, bool]:
+        """(dataset.json bytes or None, whether the split folder exists)."""
+        mp = self.root / name / "dataset.json"
+        return (mp.read_bytes() if mp.exists() else None), (self.root / name).is_dir()
+
+    def side_table_source(self, name: str):
+        p = self.root / name / SIDE_TABLE
+        return p if p.exists() else None
+
+    def open_dataset(self):
+        from .format import Dataset
+        return Dataset(self.root)
+
     # ---- layout
     def check_identifiers(self) -> None:
-        p = self.root / "identifiers.json"
         f = "identifiers.json"
-        if not p.exists():
+        text = self.read_identifiers_text()
+        if text is None:
             self.add("E107", "identifiers.json is missing; write a JSON list of puzzle identifier names with "
                              "\"<blank>\" at index 0 (rebuild the dataset)", file=f)
             return
         try:
-            ids = json.loads(p.read_text(encoding="utf-8"))
+            ids = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             self.add("E107", f"identifiers.json is not valid JSON ({e}); rebuild the dataset or rewrite it as a "
                              "JSON list of names", file=f)
@@ -387,14 +405,14 @@ class _Validator:
 
     def load_split(self, name: str) -> _SplitState:
         sp = _SplitState(name)
-        mp = self.root / name / "dataset.json"
-        if not mp.exists():
-            what = "folder" if not (self.root / name).is_dir() else "dataset.json"
+        text, folder = self.read_split_text(name)
+        if text is None:
+            what = "folder" if not folder else "dataset.json"
             self.add("E101", f"the {name}/ {what} is missing; HRM's loader needs both train/ and test/ "
                              f"(rebuild the dataset)", split=name, file="dataset.json")
             return sp
         try:
-            raw = json.loads(mp.read_text(encoding="utf-8"))
+            raw = json.loads(text)
             sp.meta = Metadata.from_dict(raw, f"{name}/dataset.json")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             self.add("E102", f"not valid JSON ({e}); rebuild the dataset", split=name, file="dataset.json")
@@ -445,47 +463,59 @@ class _Validator:
         ok: dict[str, bool] = {}
         for f in FIELDS:
             fname = f"{s.name}__{f}.npy"
-            path = self.root / sp.name / fname
             ok[f] = False
             loc = dict(split=sp.name, set=s.name, file=fname)
-            if not path.exists():
-                self.add("E103", f"missing; every set needs all five arrays ({', '.join(FIELDS)}); rebuild the "
-                                 "dataset or copy the file", **loc)
-                continue
-            try:
-                shape, fortran, dtype, offset = _read_npy_header(path)
-            except Exception as e:  # noqa: BLE001  (any header failure means the same thing)
-                self.add("E104", f"not a readable .npy file ({e}); it is corrupt, rebuild the dataset", **loc)
-                continue
-            if dtype.hasobject or not _is_int_dtype(dtype):
-                self.add("E201", f"dtype is {dtype}; HRM needs integers (uint8/uint16/int32/int64): rebuild with "
-                                 "an integer dtype (e.g. arr.astype(np.int32))", **loc)
-                continue
-            if dtype == np.uint64 and f in ("puzzle_indices", "group_indices", "puzzle_identifiers"):
-                # numpy promotes uint64 with int64 to float64, and HRM's sampler then indexes with floats
-                self.add("E201", "dtype is uint64; index arrays used in arithmetic must be signed: rebuild with "
-                                 "arr.astype(np.int32)", **loc)
-                continue
-            want = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            size = path.stat().st_size
-            if size < want:
-                self.add("E105", f"truncated: the file is {size:,} bytes but its header (shape {shape}, {dtype}) "
-                                 f"needs {want:,}; the write or copy was interrupted, rebuild or re-copy it", **loc)
-                continue
-            if size > want:
-                self.add("E106", f"{size - want:,} bytes past the end its header (shape {shape}, {dtype}) "
-                                 "describes: an unfinished or appended write; rebuild the dataset", **loc)
-                continue
-            try:
-                big = f in ("inputs", "labels")
-                arr = np.load(path, mmap_mode="r" if big and size > offset else None, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                self.add("E104", f"cannot be opened ({e}); it is corrupt, rebuild the dataset", **loc)
+            arr = self.open_array(sp, s, f, loc)
+            if arr is None:
                 continue
             s.arrays[f] = arr
             ok[f] = True
         self.check_shapes(sp, s, ok)
         self.check_indices(sp, s)
+
+    def dtype_ok(self, dtype: np.dtype, f: str, loc: dict) -> bool:
+        if dtype.hasobject or not _is_int_dtype(dtype):
+            self.add("E201", f"dtype is {dtype}; HRM needs integers (uint8/uint16/int32/int64): rebuild with "
+                             "an integer dtype (e.g. arr.astype(np.int32))", **loc)
+            return False
+        if dtype == np.uint64 and f in ("puzzle_indices", "group_indices", "puzzle_identifiers"):
+            # numpy promotes uint64 with int64 to float64, and HRM's sampler then indexes with floats
+            self.add("E201", "dtype is uint64; index arrays used in arithmetic must be signed: rebuild with "
+                             "arr.astype(np.int32)", **loc)
+            return False
+        return True
+
+    def open_array(self, sp: _SplitState, s: _SetState, f: str, loc: dict):
+        """One array of a set, or None after adding the finding that says why it cannot be read."""
+        path = self.root / sp.name / loc["file"]
+        if not path.exists():
+            self.add("E103", f"missing; every set needs all five arrays ({', '.join(FIELDS)}); rebuild the "
+                             "dataset or copy the file", **loc)
+            return None
+        try:
+            shape, fortran, dtype, offset = _read_npy_header(path)
+        except Exception as e:  # noqa: BLE001  (any header failure means the same thing)
+            self.add("E104", f"not a readable .npy file ({e}); it is corrupt, rebuild the dataset", **loc)
+            return None
+        if not self.dtype_ok(dtype, f, loc):
+            return None
+        want = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = path.stat().st_size
+        if size < want:
+            self.add("E105", f"truncated: the file is {size:,} bytes but its header (shape {shape}, {dtype}) "
+                             f"needs {want:,}; the write or copy was interrupted, rebuild or re-copy it", **loc)
+            return None
+        if size > want:
+            self.add("E106", f"{size - want:,} bytes past the end its header (shape {shape}, {dtype}) "
+                             "describes: an unfinished or appended write; rebuild the dataset", **loc)
+            return None
+        try:
+            big = f in ("inputs", "labels")
+            arr = np.load(path, mmap_mode="r" if big and size > offset else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            self.add("E104", f"cannot be opened ({e}); it is corrupt, rebuild the dataset", **loc)
+            return None
+        return arr
 
     # ---- shapes
     def check_shapes(self, sp: _SplitState, s: _SetState, ok: dict[str, bool]) -> None:
@@ -863,15 +893,18 @@ class _Validator:
     def check_group_keys(self) -> None:
         keys: dict[str, Any] = {}
         for name, sp in self.splits.items():
-            p = self.root / name / SIDE_TABLE
-            if not p.exists() or sp.meta is None:
+            p = self.side_table_source(name)
+            if p is None or sp.meta is None:
                 continue
             try:
+                import io
+
                 import pyarrow.parquet as pq
-                names = pq.read_schema(p).names
+                src = (lambda: io.BytesIO(p)) if isinstance(p, bytes) else (lambda: p)
+                names = pq.read_schema(src()).names
                 cols = [c for c in ("example", "group_key") if c in names]
-                table = pq.read_table(p, columns=cols).to_pandas() if cols else None
-                nrows = pq.read_metadata(p).num_rows
+                table = pq.read_table(src(), columns=cols).to_pandas() if cols else None
+                nrows = pq.read_metadata(src()).num_rows
             except Exception as e:  # noqa: BLE001
                 self.add("W603", f"unreadable ({e}); group-key leakage was not checked: rebuild the dataset",
                          split=name, file=SIDE_TABLE)
@@ -931,9 +964,8 @@ class _Validator:
             self.add("W901", f"deep checks skipped: the dataset has {len(structural)} layout/shape/index errors; "
                              "fix those first")
             return
-        from .format import Dataset
         try:
-            found = builder.check(Dataset(self.root)) or []
+            found = builder.check(self.open_dataset()) or []
         except Exception as e:  # noqa: BLE001
             self.add("E902", f"builder {name!r} check raised {type(e).__name__}: {e}; the data does not parse as "
                              "the builder's domain (or the check has a bug)")
@@ -949,6 +981,10 @@ class _Validator:
 
 def validate(path, deep: bool = False, progress: bool = False) -> Report:
     """Check the dataset at ``path``; raises NotADataset when it is not one at all."""
+    from .format import is_zarr_path
+    if is_zarr_path(path):
+        from .storage_zarr import validate_zarr
+        return validate_zarr(path, deep, progress)
     root = Path(path)
     if not root.exists():
         raise NotADataset(f"{root}: no such file or directory")
