@@ -99,3 +99,25 @@ def register(main: click.Group, BadInput: type) -> None:
         click.echo(f"wrote {summary['out']}: {summary['train_examples']} train and {summary['test_examples']} test "
                    f"examples, grid {summary['grid']}, seq_len {summary['seq_len']}, vocab_size "
                    f"{summary['vocab_size']}{skipped}")
+
+    @main.command("stats", short_help="Counts, token histogram, fill and identifiers, per split and set.")
+    @click.argument("path", type=click.Path())
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+    @click.option("--global-batch-size", "-b", type=click.IntRange(min=1), default=768, show_default=True,
+                  help="Batch size for the plan part (HRM's default).")
+    @click.option("--epochs", "-e", type=click.IntRange(min=1), default=100000, show_default=True,
+                  help="Epochs for the plan part (HRM's default).")
+    @click.option("--eval-interval", "-i", type=click.IntRange(min=1), default=10000, show_default=True,
+                  help="Eval interval for the plan part (HRM's default).")
+    def stats_cmd(path, as_json, global_batch_size, epochs, eval_interval) -> None:
+        """The numbers to check before training the dataset at PATH (npy folder or Zarr store).
+
+        Per split and set: examples, puzzles, groups; examples per puzzle and puzzles per group
+        (min / mean / max); input and label token histograms by token name; sequence fill
+        (non-pad share); the share of label cells that differ from the input; identifier use;
+        and what `hrm-data plan` gives at HRM's defaults (batch 768, 100000 epochs, eval every 10000,
+        warmup 2000 steps) unless -b / -e / -i say otherwise.
+        """
+        from .stats import run_cli
+        sys.exit(run_cli(path, as_json=as_json, plan={"global_batch_size": global_batch_size, "epochs": epochs,
+                                                      "eval_interval": eval_interval}))
