@@ -26,6 +26,17 @@ def _mmm(a: np.ndarray) -> dict[str, float]:
     return {"min": int(a.min()), "mean": round(float(a.mean()), 4), "max": int(a.max())}
 
 
+def _hist_chunk(a: np.ndarray, V: int) -> np.ndarray:
+    """Counts of tokens 0..V-1 plus one bin for anything outside (a negative ignore id, a bad token)."""
+    if not a.size:
+        return np.zeros(V + 1, np.int64)
+    lo, hi = int(a.min()), int(a.max())
+    if lo >= 0 and hi < V:                      # the usual case: no temporaries beyond the counts
+        return np.append(np.bincount(a.ravel(), minlength=V), 0)
+    a = a.astype(np.int64)
+    return np.bincount(np.where((a >= 0) & (a < V), a, V).ravel(), minlength=V + 1)
+
+
 def set_stats(arrays, meta, names: list[str]) -> dict[str, Any]:
     pi = np.asarray(arrays.puzzle_indices, np.int64)
     gi = np.asarray(arrays.group_indices, np.int64)
@@ -38,10 +49,10 @@ def set_stats(arrays, meta, names: list[str]) -> dict[str, Any]:
     non_pad = counted = differ = 0
     step = max(1, CHUNK_BYTES // max(1, S * max(X.dtype.itemsize, 1)))
     for lo in range(0, N, step):
-        x = np.asarray(X[lo:lo + step]).astype(np.int64, copy=False)
-        y = np.asarray(Y[lo:lo + step]).astype(np.int64, copy=False)
-        hist_in += np.bincount(np.where((x >= 0) & (x < V), x, V).ravel(), minlength=V + 1)
-        hist_lab += np.bincount(np.where((y >= 0) & (y < V), y, V).ravel(), minlength=V + 1)
+        x = np.asarray(X[lo:lo + step])
+        y = np.asarray(Y[lo:lo + step])
+        hist_in += _hist_chunk(x, V)
+        hist_lab += _hist_chunk(y, V)
         non_pad += int(np.count_nonzero(x != pad))
         keep = (y != ign) if ign is not None else np.ones(y.shape, bool)
         counted += int(np.count_nonzero(keep))

@@ -49,9 +49,15 @@ def rows_per_chunk(seq_len: int, itemsize: int) -> int:
 
 
 class ChunkedRows:
-    """A 2-D zarr array that reads like a memory-mapped numpy array (slices, integer arrays)."""
+    """A 2-D zarr array that reads like a memory-mapped numpy array (slices, integer arrays).
 
-    def __init__(self, array: Any, cache_mb: int = DEFAULT_CACHE_MB):
+    Random rows (training batches) come from decompressed chunks: the whole array, decompressed
+    once, when it fits in ``cache_mb`` (default HRM_ZARR_CACHE_MB or 1024), else an LRU of chunks
+    of that size. Long slices (validate, stats, convert) stream past the cache.
+    """
+
+    def __init__(self, array: Any, cache_mb: int | None = None):
+        cache_mb = DEFAULT_CACHE_MB if cache_mb is None else cache_mb
         self.z = array
         self.shape = tuple(int(x) for x in array.shape)
         self.dtype = np.dtype(array.dtype)
@@ -62,6 +68,8 @@ class ChunkedRows:
         self._max_chunks = max(2, (cache_mb << 20) // max(1, self.chunk_rows * row_bytes))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._whole = self.nbytes <= (cache_mb << 20)
+        self._full: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -90,6 +98,11 @@ class ChunkedRows:
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"row index out of range for {n} rows")
         idx = np.where(idx < 0, idx + n, idx)
+        if self._whole:
+            with self._lock:
+                if self._full is None:
+                    self._full = np.asarray(self.z[...])
+            return self._full[idx]
         out = np.empty((idx.shape[0], *self.shape[1:]), self.dtype)
         if not idx.size:
             return out
@@ -110,7 +123,9 @@ class ChunkedRows:
             return out[rest] if rest else out
         if isinstance(key, slice):
             start, stop, step = key.indices(self.shape[0])
-            if step == 1 and stop - start > 2 * self.chunk_rows:
+            if self._full is not None:
+                out = self._full[start:stop:step]
+            elif step == 1 and stop - start > 2 * self.chunk_rows:
                 out = np.asarray(self.z[start:stop])   # a long scan: straight through, not via the cache
             else:
                 out = self._rows(np.arange(start, stop, step))

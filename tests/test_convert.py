@@ -171,7 +171,9 @@ def test_chunked_rows_reads_like_numpy(tmp_path):
     x = np.random.default_rng(0).integers(0, 200, (1000, 7)).astype(np.uint8)
     z = zarr.create_array(str(tmp_path / "a.zarr"), shape=x.shape, dtype=x.dtype, chunks=(64, 7))
     z[...] = x
-    c = ChunkedRows(z, cache_mb=0)
+    c = ChunkedRows(z, cache_mb=0)               # chunk LRU path (nothing fits)
+    w = ChunkedRows(z)                           # whole-array path
+    assert np.array_equal(w[np.array([5, 999, 5])], x[[5, 999, 5]]) and np.array_equal(w[2:700:3], x[2:700:3])
     idx = np.random.default_rng(1).integers(-1000, 1000, 300)
     assert np.array_equal(c[idx], x[idx]) and np.array_equal(c[10:900], x[10:900])
     assert np.array_equal(c[5], x[5]) and np.array_equal(c[3:9, 2], x[3:9, 2]) and np.array_equal(np.asarray(c), x)

@@ -17,6 +17,7 @@ def dataset(path):
     y = x.copy()
     y[:, :2] = 0                                  # ignored
     y[:5, 3] = (x[:5, 3] + 1) % 5                 # differs from the input
+    y[9, 5] = 7                                   # outside the vocabulary: its own bin
     tr = dict(inputs=x, labels=y, puzzle_identifiers=np.array([1, 2, 2, 3], np.int32),
               puzzle_indices=np.array([0, 1, 4, 6, 10], np.int32), group_indices=np.array([0, 1, 4], np.int32))
     te = dict(inputs=x[:2], labels=y[:2], puzzle_identifiers=np.array([3], np.int32),
@@ -35,6 +36,8 @@ def test_numbers_match_a_direct_count(tmp_path):
     assert st["puzzles_per_group"] == {"min": 1, "mean": 2.0, "max": 3}
     names = ["pad", "w", "x", "y", "z"]
     assert st["tokens_inputs"] == {names[v]: int((x == v).sum()) for v in range(5) if (x == v).any()}
+    assert st["tokens_labels"]["<out of range>"] == 1
+    assert st["tokens_labels"]["pad"] == int((y == 0).sum())
     assert st["input_fill"] == round(float((x != 0).mean()), 4)
     keep = y != 0
     assert st["label_fill"] == round(float(keep.mean()), 4)
