@@ -437,6 +437,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | None = No
     _check_target(dst, fmt, force)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
+        remove_stale_files(dst.parent, f".{dst.name}.tmp-")
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-{os.getpid()}-", dir=dst.parent)
         os.close(fd)
         try:
@@ -462,6 +463,20 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | None = No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dst
+
+
+def remove_stale_files(folder: Path, prefix: str) -> None:
+    """Temp files a killed writer left (``PREFIX<pid>-...``): removed once their process is gone."""
+    from .format import _pid_alive
+    marker = prefix[prefix.rindex("."):] if "." in prefix else prefix
+    for p in folder.glob(f"{glob_escape(prefix)}*"):
+        if p.is_file() and not _pid_alive(p.name, marker):
+            p.unlink(missing_ok=True)
+
+
+def glob_escape(s: str) -> str:
+    import glob
+    return glob.escape(s)
 
 
 def _umask() -> int:

@@ -254,7 +254,7 @@ class Dataset:
         return self.split("test")
 
     def fingerprint(self) -> str:
-        return fingerprint(self.path)
+        return fingerprint(self.store.url if self.store is not None else self.path)
 
 
 def open_dataset(path: str | os.PathLike) -> Dataset:

@@ -339,6 +339,8 @@ def import_records(path: str | os.PathLike, opts: Options) -> dict[str, Any]:
         raise ImportError_(f"--test-fraction {opts.test_fraction}: must be between 0 and 1 (exclusive)")
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from .convert import remove_stale_files
+    remove_stale_files(out.parent, f".{out.name}.import-")
     fd, spill_path = tempfile.mkstemp(prefix=f".{out.name}.import-{os.getpid()}-", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as spill:

@@ -2,6 +2,7 @@
 fingerprint; a Zarr store is read directly by validate / plan / show / fingerprint; outputs are
 atomic and never replace what is not a dataset."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,8 @@ def test_commands_read_zarr_directly(tmp_path):
     assert pn["total_steps"] == pz["total_steps"] > 0
     assert run("show", str(z), "--index", "5").stdout == run("show", str(src), "--index", "5").stdout
     assert run("fingerprint", str(z)).stdout == run("fingerprint", str(src)).stdout
+    pytest.importorskip("fsspec")
+    assert run("fingerprint", f"file://{z}").stdout == run("fingerprint", str(src)).stdout   # an fsspec URL
 
 
 def test_validate_finds_errors_in_zarr(tmp_path):
@@ -180,3 +183,16 @@ def test_chunked_rows_reads_like_numpy(tmp_path):
     assert np.array_equal(c[x[:, 0] > 100], x[x[:, 0] > 100]) and c.shape == x.shape and c.dtype == x.dtype
     with pytest.raises(IndexError):
         c[np.array([1000])]
+
+
+def test_leftovers_of_a_killed_convert_are_cleaned(tmp_path):
+    src = make_dataset(tmp_path / "d")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f".o.parquet.tmp-{dead}-x").write_text("half")
+    (tmp_path / f".o.zarr.tmp-{dead}-y").mkdir()
+    (tmp_path / f".o.parquet.tmp-{os.getpid()}-alive").write_text("a live writer's")
+    convert(src, tmp_path / "o.parquet", progress=False)
+    convert(src, tmp_path / "o.zarr", progress=False)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert left == [f".o.parquet.tmp-{os.getpid()}-alive"]
