@@ -148,14 +148,21 @@ def _grid(value: Any, name: str, lookup: dict | None) -> np.ndarray:
             bad = next(v for v in flat if not _hashable_in(v, lookup))
             raise ValueError(f"'{name}' holds {bad!r}, which is not in --vocab") from None
         return np.asarray(ids, np.int64).reshape(shape)
-    if not all(type(v) is int for v in flat):
-        bad = next(v for v in flat if type(v) is not int)
-        raise ValueError(f"'{name}' holds {bad!r}; values must be integers (or give --vocab)")
-    arr = np.asarray(flat, np.int64) if all(-2**62 < v < 2**62 for v in flat) else None
-    if arr is None or arr.min() < 0 or arr.max() > MAX_VALUE:
-        bad = next(v for v in flat if not 0 <= v <= MAX_VALUE)
+    try:
+        arr = np.asarray(flat)
+    except (OverflowError, ValueError):
+        arr = np.asarray(flat, dtype=object)
+    if arr.dtype.kind not in "iu":   # floats, strings, None, bools, ints beyond int64 (object)
+        bad = next((v for v in flat if type(v) is not int), None)
+        if bad is not None:
+            raise ValueError(f"'{name}' holds {bad!r}; values must be integers (or give --vocab)")
+        arr = np.asarray(flat, dtype=object)
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if lo < 0 or hi > MAX_VALUE:
+        bad = lo if lo < 0 else hi
         raise ValueError(f"'{name}' value {bad} out of range [0, {MAX_VALUE}]; map values to small integers or "
                          "give --vocab")
+    arr = arr.astype(np.int64)
     return arr.reshape(shape)
 
 

@@ -31,7 +31,9 @@ def _hist_chunk(a: np.ndarray, V: int) -> np.ndarray:
     if not a.size:
         return np.zeros(V + 1, np.int64)
     lo, hi = int(a.min()), int(a.max())
-    if lo >= 0 and hi < V:                      # the usual case: no temporaries beyond the counts
+    if lo >= 0 and hi < V:                      # the usual case
+        if V <= 64:   # one vectorised compare per token beats bincount's cast to int64 (~3x on uint8)
+            return np.array([np.count_nonzero(a == v) for v in range(V)] + [0], np.int64)
         return np.append(np.bincount(a.ravel(), minlength=V), 0)
     a = a.astype(np.int64)
     return np.bincount(np.where((a >= 0) & (a < V), a, V).ravel(), minlength=V + 1)

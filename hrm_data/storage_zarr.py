@@ -31,7 +31,21 @@ FORMAT_TAG = "hrm_data/zarr-1"
 ROWS_KEY = ("inputs", "labels")
 CHUNK_BYTES = 1 << 20            # uncompressed bytes per token chunk (rows rounded to a power of two)
 INDEX_CHUNK = 1 << 18            # elements per chunk of the 1-D index arrays
-DEFAULT_CACHE_MB = int(os.environ.get("HRM_ZARR_CACHE_MB", "1024"))
+
+
+def _default_cache_mb() -> int:
+    """Per token array: HRM_ZARR_CACHE_MB, else a quarter of the RAM. Random training batches over chunks
+    that do not fit are decompressed again and again (benchmarks/bench_convert.py: ~3 batches/s)."""
+    env = os.environ.get("HRM_ZARR_CACHE_MB")
+    if env:
+        return int(env)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 >> 20)
+    except (ValueError, OSError, AttributeError):
+        return 1024
+
+
+DEFAULT_CACHE_MB = _default_cache_mb()
 
 
 def _zarr():
@@ -52,8 +66,8 @@ class ChunkedRows:
     """A 2-D zarr array that reads like a memory-mapped numpy array (slices, integer arrays).
 
     Random rows (training batches) come from decompressed chunks: the whole array, decompressed
-    once, when it fits in ``cache_mb`` (default HRM_ZARR_CACHE_MB or 1024), else an LRU of chunks
-    of that size. Long slices (validate, stats, convert) stream past the cache.
+    once, when it fits in ``cache_mb`` (HRM_ZARR_CACHE_MB; default a quarter of the RAM), else an
+    LRU of chunks of that size. Long slices (validate, stats, convert) stream past the cache.
     """
 
     def __init__(self, array: Any, cache_mb: int | None = None):
