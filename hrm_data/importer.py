@@ -41,6 +41,7 @@ from .augment import DIHEDRAL_NAMES, NUM_DIHEDRAL, dihedral
 from .format import DatasetWriter, Group, Puzzle
 
 MAX_VALUE = 65535          # largest raw value accepted without --vocab (a vocabulary beyond is surely a mistake)
+SPILL_DTYPE = np.uint16    # value ids in the spill file (MAX_VALUE and --vocab sizes fit)
 MAX_REPORTED = 50          # malformed records listed before "... and N more"
 NO_IDENTIFIER = "<task>"   # --no-identifiers: one shared identifier (id 0 is HRM's padding "<blank>")
 ARC_PALETTE = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B",
@@ -259,7 +260,7 @@ def _pass1(path: Path, opts: Options, spill) -> _Pass1:
             p = st.puzzle_keys[pkey] = len(st.puzzle_group)
             st.puzzle_group.append(g)
             st.puzzle_ident.append(ident if ident is not None else pkey)
-        vals = np.concatenate([x.reshape(-1), y.reshape(-1)]).astype(np.int32)
+        vals = np.concatenate([x.reshape(-1), y.reshape(-1)]).astype(SPILL_DTYPE)
         spill.write(vals.tobytes())
         st.offset.append(st.spilled)
         st.spilled += vals.size
@@ -408,7 +409,12 @@ def _pass2(path: Path, opts: Options, st: _Pass1, spill_path: str) -> dict[str, 
     group = np.frombuffer(st.group, np.int64)
     puzzle = np.frombuffer(st.puzzle, np.int64)
     where = np.frombuffer(st.where, np.int64)
-    spill = np.memmap(spill_path, np.int32, mode="r", shape=(st.spilled,)) if st.spilled else np.zeros(0, np.int32)
+    spill_fd = os.open(spill_path, os.O_RDONLY)
+    item = np.dtype(SPILL_DTYPE).itemsize
+
+    def values(start: int, n: int) -> np.ndarray:
+        # pread, not a memory map: what pass 2 reads back never accumulates in resident memory
+        return np.frombuffer(os.pread(spill_fd, n * item, start * item), SPILL_DTYPE).astype(np.int64)
     # record order: group (first appearance), puzzle (first appearance), then file order
     order = np.lexsort((np.arange(group.size), puzzle, group))
     bounds = np.flatnonzero(np.diff(group[order])) + 1
@@ -423,41 +429,44 @@ def _pass2(path: Path, opts: Options, st: _Pass1, spill_path: str) -> dict[str, 
     extra[PROVENANCE_KEY] = provenance
     counts = {"train": 0, "test": 0}
     transforms = range(NUM_DIHEDRAL) if opts.dihedral else range(1)
-    with DatasetWriter(opts.out, vocab_size=vocab_size, seq_len=seq_len, pad_id=0, ignore_label_id=0,
-                       force=opts.force, extra=extra,
-                       identifiers=[NO_IDENTIFIER] if opts.no_identifiers else ()) as w:
-        bar = tqdm(total=len(st.group), desc="import (write)", unit="rec", disable=not opts.progress, leave=False)
-        for sid, split in enumerate(("train", "test")):
-            with w.split(split) as sw:
-                for recs in per_group:
-                    g = int(group[recs[0]])
-                    if gsplit[g] != sid:
-                        continue
-                    pz_bounds = np.flatnonzero(np.diff(puzzle[recs])) + 1
-                    augment = transforms if split == "train" else range(1)
-                    puzzles, rows = [], []
-                    for t in augment:
-                        for prs in np.split(recs, pz_bounds):
-                            p = int(puzzle[prs[0]])
-                            xs, ys = [], []
-                            for r in prs:
-                                hx, wx, hy, wy = (int(v) for v in shp[r])
-                                o = int(offset[r])
-                                x = np.asarray(spill[o:o + hx * wx], np.int64)
-                                y = np.asarray(spill[o + hx * wx:o + hx * wx + hy * wy], np.int64)
-                                if ndim == 2:
-                                    x, y = dihedral(x.reshape(hx, wx), t), dihedral(y.reshape(hy, wy), t)
-                                xs.append(encode(x, shape, eos))
-                                ys.append(encode(y, shape, eos))
-                                rows.append({kind: int(where[r])})
-                            ident = NO_IDENTIFIER if opts.no_identifiers else st.puzzle_ident[p]
-                            if t and not opts.no_identifiers:
-                                ident = f"{ident}|{DIHEDRAL_NAMES[t]}"
-                            puzzles.append(Puzzle(ident, np.stack(xs), np.stack(ys)))
-                    sw.add_group(Group(puzzles, key=_group_key(st, g), rows=rows))
-                    counts[split] += len(rows)
-                    bar.update(len(recs))
-        bar.close()
+    try:
+        with DatasetWriter(opts.out, vocab_size=vocab_size, seq_len=seq_len, pad_id=0, ignore_label_id=0,
+                           force=opts.force, extra=extra,
+                           identifiers=[NO_IDENTIFIER] if opts.no_identifiers else ()) as w:
+            bar = tqdm(total=len(st.group), desc="import (write)", unit="rec", disable=not opts.progress, leave=False)
+            for sid, split in enumerate(("train", "test")):
+                with w.split(split) as sw:
+                    for recs in per_group:
+                        g = int(group[recs[0]])
+                        if gsplit[g] != sid:
+                            continue
+                        pz_bounds = np.flatnonzero(np.diff(puzzle[recs])) + 1
+                        augment = transforms if split == "train" else range(1)
+                        puzzles, rows = [], []
+                        for t in augment:
+                            for prs in np.split(recs, pz_bounds):
+                                p = int(puzzle[prs[0]])
+                                xs, ys = [], []
+                                for r in prs:
+                                    hx, wx, hy, wy = (int(v) for v in shp[r])
+                                    o = int(offset[r])
+                                    xy = values(o, hx * wx + hy * wy)
+                                    x, y = xy[:hx * wx], xy[hx * wx:]
+                                    if ndim == 2:
+                                        x, y = dihedral(x.reshape(hx, wx), t), dihedral(y.reshape(hy, wy), t)
+                                    xs.append(encode(x, shape, eos))
+                                    ys.append(encode(y, shape, eos))
+                                    rows.append({kind: int(where[r])})
+                                ident = NO_IDENTIFIER if opts.no_identifiers else st.puzzle_ident[p]
+                                if t and not opts.no_identifiers:
+                                    ident = f"{ident}|{DIHEDRAL_NAMES[t]}"
+                                puzzles.append(Puzzle(ident, np.stack(xs), np.stack(ys)))
+                        sw.add_group(Group(puzzles, key=_group_key(st, g), rows=rows))
+                        counts[split] += len(rows)
+                        bar.update(len(recs))
+            bar.close()
+    finally:
+        os.close(spill_fd)
     return {"out": str(opts.out), "train_examples": counts["train"], "test_examples": counts["test"],
             "seq_len": seq_len, "vocab_size": vocab_size, "grid": "x".join(map(str, shape)),
             "skipped": st.bad, "problems": st.problems}
@@ -519,4 +528,6 @@ def parse_vocab(text: str | None) -> tuple[list | None, list[str] | None]:
         raise ValueError("--vocab: give a JSON list of values, a JSON object value -> name, or a,b,c")
     if not values or len(set(map(repr, values))) != len(values):
         raise ValueError("--vocab: the values must be non-empty and distinct")
+    if len(values) > MAX_VALUE + 1:
+        raise ValueError(f"--vocab: {len(values)} values; at most {MAX_VALUE + 1}")
     return values, names
