@@ -264,7 +264,11 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
 def is_zarr_path(path: str | os.PathLike) -> bool:
     """A Zarr store (folder with zarr.json, a *.zarr name, or an fsspec URL) rather than an npy folder."""
     s = str(path)
-    return "://" in s or s.rstrip("/").endswith(".zarr") or (Path(s) / "zarr.json").is_file()
+    if "://" in s:
+        return True
+    if Path(s).exists():
+        return (Path(s) / "zarr.json").is_file()
+    return s.rstrip("/").endswith(".zarr")
 
 
 def _open_store(path: str | os.PathLike):

@@ -57,10 +57,11 @@ def assert_same(a, b):
     assert fingerprint(a) == fingerprint(b)
 
 
-@pytest.fixture(scope="module", params=["city", "hrm-uint8", "multi"])
+@pytest.fixture(scope="module", params=["city", "hrm-uint8", "multi", "empty-test"])
 def source(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
-    make = {"city": city, "hrm-uint8": hrm_layout, "multi": lambda p: make_dataset(p, multi=True)}[request.param]
+    make = {"city": city, "hrm-uint8": hrm_layout, "multi": lambda p: make_dataset(p, multi=True),
+            "empty-test": lambda p: make_dataset(p, n_test=0)}[request.param]
     return make(d / "src")
 
 
