@@ -100,7 +100,7 @@ def register(main: click.Group, BadInput: type) -> None:
                    f"examples, grid {summary['grid']}, seq_len {summary['seq_len']}, vocab_size "
                    f"{summary['vocab_size']}{skipped}")
 
-    @main.command("stats", short_help="Counts, token histogram, fill and identifiers, per split and set.")
+    @main.command("stats", short_help="Counts, token histogram, fill, identifier use per split.")
     @click.argument("path", type=click.Path())
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
     @click.option("--global-batch-size", "-b", type=click.IntRange(min=1), default=768, show_default=True,
