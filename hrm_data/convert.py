@@ -429,11 +429,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | None = No
     if dst.name in ("", ".", ".."):
         raise ValueError(f"{str(dst)!r}: name the output itself (e.g. data/mine.zarr), not '.' or '..'")
     source = open_source(src)
-    try:
-        if os.path.samefile(src, dst):
-            raise ValueError(f"{dst}: the same path as SRC; choose another DST")
-    except (FileNotFoundError, OSError):
-        pass
+    if "://" not in str(src):
+        a, b = Path(src).resolve(), dst.resolve()
+        if a == b or a in b.parents or b in a.parents:
+            raise ValueError(f"{dst}: SRC and DST overlap (the same path, or one inside the other); choose another DST")
     _check_target(dst, fmt, force)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":

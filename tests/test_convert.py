@@ -157,6 +157,9 @@ def test_not_a_dataset_and_existing_targets(tmp_path):
     r = subprocess.run([HRM_DATA, "convert", str(src), str(tmp_path / "keep"), "--format", "zarr", "--force"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not an HRM dataset" in r.stderr and (tmp_path / "keep/notes.txt").exists()
+    for dst in (src, src / "inside.zarr", tmp_path):
+        with pytest.raises(ValueError, match="overlap"):
+            convert(src, dst, "zarr", force=True, progress=False)
     (tmp_path / "f.parquet").write_text("x")
     r = subprocess.run([HRM_DATA, "convert", str(tmp_path / "f.parquet"), str(tmp_path / "o")],
                        capture_output=True, text=True)
