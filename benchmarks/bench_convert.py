@@ -2,7 +2,8 @@
 
     python benchmarks/bench_convert.py [--rows 1000000] [--reference /tmp/hrm-ref] [--batches 200]
 
-Prints, with the machine load: seconds for npy -> parquet -> npy and npy -> zarr -> npy, sizes on
+Prints, with the machine load: seconds (whole `hrm-data convert` command) and peak resident memory
+for npy -> parquet -> npy and npy -> zarr -> npy, sizes on
 disk of the three formats, `hrm-data stats` seconds, and training batches/s (global batch 768)
 from npy, from Zarr (warm chunk cache, and with a cache too small to hold the arrays) and from
 the reference loader (sapientinc/HRM's puzzle_dataset.py from ``--reference``, an exported
@@ -25,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hrm_data.convert import convert  # noqa: E402
 from hrm_data.format import fingerprint, write_arrays  # noqa: E402
 
 
@@ -51,10 +51,14 @@ def make(path: Path, rows: int) -> Path:
     return write_arrays(path, splits, vocab_size=11, identifiers=["<blank>"])
 
 
-def timed(fn, *a, **kw):
+def cli_with_peak_rss(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a command, run under a small launcher: a child's ru_maxrss
+    starts from its parent's size at fork, and this process holds the generated arrays."""
+    launcher = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     t = time.perf_counter()
-    out = fn(*a, **kw)
-    return out, time.perf_counter() - t
+    out = subprocess.run([sys.executable, "-S", "-c", launcher, *cmd], check=True, capture_output=True, text=True)
+    return time.perf_counter() - t, int(out.stdout.split()[-1]) / 1024
 
 
 def our_rate(path: Path, batches: int, cache_mb: int | None = None) -> float:
@@ -103,16 +107,14 @@ def main() -> None:
         print(f"rows {args.rows:,} x 81, {load()}")
         src = make(root / "npy", args.rows)
         fp = fingerprint(src)
-        results = {}
+        hd = str(Path(sys.executable).parent / "hrm-data")
         for name, a, b in (("npy -> parquet", src, root / "d.parquet"), ("parquet -> npy", root / "d.parquet", root / "npy2"),
                            ("npy -> zarr", src, root / "d.zarr"), ("zarr -> npy", root / "d.zarr", root / "npy3")):
-            _, s = timed(convert, a, b, progress=False)
-            results[name] = s
-            print(f"{name:16s} {s:7.2f} s   {load()}")
+            (secs, rss) = cli_with_peak_rss([hd, "convert", str(a), str(b), "-q"])
+            print(f"{name:16s} {secs:7.2f} s  peak RSS {rss:5.0f} MB   {load()}")
         assert fingerprint(root / "npy2") == fp == fingerprint(root / "npy3"), "round trip changed the data"
         for name, p in (("npy", src), ("parquet", root / "d.parquet"), ("zarr", root / "d.zarr")):
             print(f"size {name:8s} {du(p) / 1e6:8.1f} MB")
-        hd = str(Path(sys.executable).parent / "hrm-data")
         for p in (src, root / "d.zarr"):
             t = time.perf_counter()
             subprocess.run([hd, "stats", str(p), "-e", "10", "-i", "10"], check=True, capture_output=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -43,9 +42,14 @@ def main() -> None:
         hd = str(Path(sys.executable).parent / "hrm-data")
         load0 = os.getloadavg()
         t = time.perf_counter()
-        subprocess.run([hd, "import", str(f), "--out", str(root / "ds"), "-q"], check=True, stdout=subprocess.DEVNULL)
+        # a small launcher process: a child's ru_maxrss starts from its parent's size at fork, and
+        # this process holds the generated grids
+        launcher = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+                    "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-S", "-c", launcher, hd, "import", str(f), "--out", str(root / "ds"),
+                              "-q"], check=True, capture_output=True, text=True).stdout
         secs = time.perf_counter() - t
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rss = int(out.split()[-1]) / 1024
         print(f"{args.records:,} records of {args.side}x{args.side}, file {size / 1e6:.1f} MB: {secs:.1f} s "
               f"({args.records / secs:,.0f} records/s), peak RSS {rss:.0f} MB; load average before "
               f"{' '.join(f'{x:.2f}' for x in load0)}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())} "

@@ -36,6 +36,7 @@ from .format import (
 PARQUET_TAG = "hrm_data/parquet-1"
 PARQUET_KEY = b"hrm_data"
 ROW_GROUP_ROWS = 1 << 16          # rows per Parquet row group: ~10 MB at seq_len 81, read one at a time
+READ_BATCH_ROWS = 1 << 14         # rows per read: bounds pyarrow's decoding buffers
 BLOCK_BYTES = 32 << 20            # token bytes per streamed block
 FORMATS = ("npy", "parquet", "zarr")
 INDEX_FIELDS = ("puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -138,9 +139,15 @@ class ParquetSource:
         return self.meta["splits"][split]["sets"][set_name]
 
     def index(self, split: str, set_name: str) -> dict[str, np.ndarray]:
-        if self._cols is None:
-            t = self.pf.read(columns=["puzzle", "group", "identifier_id"])
-            self._cols = {c: t.column(c).to_numpy() for c in ("puzzle", "group", "identifier_id")}
+        if self._cols is None:   # read in batches: pyarrow's whole-column read peaks at several times the data
+            cols = ("puzzle", "group", "identifier_id")
+            n = self.pf.metadata.num_rows
+            self._cols = {c: np.empty(n, np.int64) for c in cols}
+            pos = 0
+            for b in self.pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=list(cols)):
+                for c in cols:
+                    self._cols[c][pos:pos + b.num_rows] = b.column(c).to_numpy()
+                pos += b.num_rows
         lo, hi = self.ranges[(split, set_name)]
         sm = self._set_meta(split, set_name)
         P, G = sm["puzzles"], sm["groups"]
@@ -174,9 +181,15 @@ class ParquetSource:
                 break
             if b <= lo:
                 continue
-            t = self.pf.read_row_group(rg, columns=["inputs", "labels"]).slice(max(lo, a) - a, min(hi, b) - max(lo, a))
-            yield (_list_to_rows(t.column("inputs"), S, dti, self.path, max(lo, a)),
-                   _list_to_rows(t.column("labels"), S, dtl, self.path, max(lo, a)))
+            pos = a
+            for t in self.pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[rg], columns=["inputs", "labels"]):
+                n = t.num_rows
+                s, e = max(lo, pos), min(hi, pos + n)
+                if s < e:
+                    part = t.slice(s - pos, e - s)
+                    yield (_list_to_rows(part.column("inputs"), S, dti, self.path, s),
+                           _list_to_rows(part.column("labels"), S, dtl, self.path, s))
+                pos += n
 
     def side_table_bytes(self, split: str) -> bytes | None:
         cols = self.meta["splits"][split].get("side_columns") or []
