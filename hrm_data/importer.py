@@ -12,11 +12,10 @@ every record is its own puzzle); ``identifier`` names the puzzle embedding (defa
 Why two passes over a spill file: the writer needs a group's records together, but users' files
 are rarely sorted by group, and padding needs the largest grid before the first example is
 written. Pass 1 streams the file once, checks every record, and appends each record's values to a
-temporary flat file on disk (beside the output) plus 48 bytes of bookkeeping per record in
-memory; pass 2 reads records back group by group from that memory-mapped spill and writes them
-with the DatasetWriter. Memory is bounded by the number of records and groups, never by the file
-size (a 1 GB JSONL of 1 KB records keeps ~50 MB of bookkeeping). Records of a group need not be
-contiguous.
+temporary flat file on disk (beside the output) plus compact bookkeeping in memory (~135 bytes
+per record measured, keys included); pass 2 reads records back group by group from the spill
+(pread, never mapped) and writes them with the DatasetWriter. Memory grows with the number of
+records and groups, never with the file size. Records of a group need not be contiguous.
 
 Token layout (as sapientinc/HRM's ARC builder): 0 = pad, then with EOS framing (the default for
 grids) 1 = <eos> and value v -> v + 2; without it v -> v + 1. A grid is padded at the bottom and
