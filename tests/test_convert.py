@@ -38,6 +38,12 @@ def city(path):
     return build(b, path, {"size": 6, "train_scenarios": 6, "test_scenarios": 3}, progress=False)
 
 
+def maze(path):
+    from hrm_data import registry
+    from hrm_data.builder import build
+    return build(registry.get("maze"), path, {"size": 6, "count": 6, "test_count": 3}, progress=False)
+
+
 def assert_same(a, b):
     da, db = Dataset(a), Dataset(b)
     assert da.identifiers == db.identifiers
@@ -57,10 +63,10 @@ def assert_same(a, b):
     assert fingerprint(a) == fingerprint(b)
 
 
-@pytest.fixture(scope="module", params=["city", "hrm-uint8", "multi", "empty-test"])
+@pytest.fixture(scope="module", params=["city", "maze", "hrm-uint8", "multi", "empty-test"])
 def source(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
-    make = {"city": city, "hrm-uint8": hrm_layout, "multi": lambda p: make_dataset(p, multi=True),
+    make = {"city": city, "maze": maze, "hrm-uint8": hrm_layout, "multi": lambda p: make_dataset(p, multi=True),
             "empty-test": lambda p: make_dataset(p, n_test=0)}[request.param]
     return make(d / "src")
 
