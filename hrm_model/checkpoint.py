@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     except BaseException:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:  # a second error while cleaning up (disk full, EIO): the first one matters
             pass
         raise
     return path
@@ -114,8 +115,10 @@ def _weights_only_refusal(e: Exception) -> str | None:
         return None
     text = str(e)
     after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
-    first = next((l.strip() for l in after.splitlines() if l.strip()), "")
-    return first.split(". Please use")[0][:200]
+    lines = [l.strip() for l in after.splitlines() if l.strip()]
+    cause = next((l for l in lines if any(w in l for w in ("GLOBAL", "global", "Unsupported", "blocked", "reduce"))),
+                 lines[0] if lines else "refused by the weights-only loader")
+    return cause.split(". Please use")[0][:200]
 
 
 def _first_line(e: Exception) -> str:
@@ -137,26 +140,83 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         path = latest
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not path.is_file():  # a FIFO would block torch.load forever
+        raise CheckpointError(f"{path}: not a regular file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol warning: not the user's business
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         refusal = _weights_only_refusal(e)
         if refusal is None:  # truncated / not a torch file
             raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(e)})") from None
-    if refusal.startswith("Unsupported global"):
-        raise CheckpointError(f"{path}: refused for safety: the file holds Python objects other than tensors "
-                              f"({refusal}), and loading them would run code from the file; only hrm-train "
-                              "checkpoints and plain state dicts (tensors) are loaded") from None
-    raise CheckpointError(f"{path}: unreadable checkpoint (not a torch weight file: {refusal})") from None
+    # The weights-only unpickler refused an instruction: a global, a call, an opcode it does not
+    # run. Whatever the intent, loading it fully could run code from the file: refused for safety.
+    raise CheckpointError(f"{path}: refused for safety: the file holds Python objects other than tensors "
+                          f"({refusal}), and loading them would run code from the file; only hrm-train "
+                          "checkpoints and plain state dicts (tensors) are loaded") from None
 
 
 def is_full_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format_version") is not None and "model" in obj and "optimizers" in obj
 
 
+def _is_state_dict(sd: Any) -> bool:
+    return isinstance(sd, dict) and bool(sd) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                     for k, v in sd.items())
+
+
+def check_full_checkpoint(obj: Any) -> dict:
+    """Refuse (CheckpointError, one line) a checkpoint dict that is not shaped like ours.
+
+    Loading is weights-only, so a file can still hold any dict of tensors, numbers and lists:
+    resume, --eval-only, export and init_from must meet a message, not a KeyError.
+    """
+    if not is_full_checkpoint(obj):
+        raise CheckpointError("not an hrm-train checkpoint (no format_version / model / optimizers)")
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise CheckpointError(f"malformed hrm-train checkpoint: {what}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    need(is_int(obj["format_version"]) and 1 <= obj["format_version"] <= FORMAT_VERSION,
+         f"format_version {obj['format_version']!r:.40} (this hrm-train reads 1..{FORMAT_VERSION})")
+    need(_is_state_dict(obj["model"]), "'model' is not a non-empty dict of tensors")
+    need(isinstance(obj["optimizers"], list) and all(isinstance(o, dict) and isinstance(o.get("state"), dict)
+                                                     and isinstance(o.get("param_groups"), list)
+                                                     for o in obj["optimizers"]),
+         "'optimizers' is not a list of optimizer state dicts")
+    need(is_int(obj.get("step")) and 0 <= obj["step"] < 2**62, "'step' is not an integer >= 0")
+    sampler = obj.get("sampler")
+    need(isinstance(sampler, dict) and all(is_int(sampler.get(k)) and 0 <= sampler[k] < 2**62
+                                           for k in ("iteration", "batch")),
+         "'sampler' is not {iteration, batch} integers")
+    ranks = obj.get("ranks")
+    need(isinstance(ranks, list) and ranks and all(isinstance(r, dict) and "carry" in r
+                                                   and isinstance(r.get("rng"), (dict, type(None))) for r in ranks),
+         "'ranks' is not a list of {rng, carry} dicts")
+    for r in ranks:
+        rng = r["rng"]
+        need(rng is None or isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8,
+             "a rank's rng state is not a torch generator state")
+    need(isinstance(obj.get("config"), dict) and isinstance(obj["config"].get("arch"), dict),
+         "'config' is not a configuration mapping")
+    need(obj.get("ema") is None or _is_state_dict(obj["ema"]), "'ema' is not a dict of tensors")
+    need(obj.get("fingerprint") is None or isinstance(obj["fingerprint"], str), "'fingerprint' is not text")
+    need(obj.get("data_path") is None or isinstance(obj["data_path"], str), "'data_path' is not text")
+    need(is_int(obj.get("world_size", 1)) and obj.get("world_size", 1) == len(ranks),
+         "'world_size' does not match 'ranks'")
+    return obj
+
+
 def weights_of(obj: Any) -> "OrderedDict[str, torch.Tensor]":
     """Model weights from a full checkpoint or a bare state dict (reference ``step_N`` file)."""
     if is_full_checkpoint(obj):
+        if not _is_state_dict(obj["model"]):
+            raise CheckpointError("malformed hrm-train checkpoint: 'model' is not a non-empty dict of tensors")
         return obj["model"]
     if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         return OrderedDict(obj)
@@ -235,7 +295,9 @@ def export_weights(obj: Any, out: str | os.PathLike, *, compiled_prefix: bool = 
     if ema:
         if not is_full_checkpoint(obj) or obj.get("ema") is None:
             raise CheckpointError("checkpoint has no EMA weights (train with ema=true)")
-        sd = OrderedDict(obj["model"])
+        if not _is_state_dict(obj["ema"]):
+            raise CheckpointError("malformed hrm-train checkpoint: 'ema' is not a dict of tensors")
+        sd = OrderedDict(weights_of(obj))
         sd.update(obj["ema"])
     else:
         sd = weights_of(obj)

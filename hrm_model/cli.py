@@ -12,8 +12,9 @@
 Options of the main path (--config, --resume, --eval-only, --checkpoint, --out):
 `hrm-train train --help`. Multi-GPU: `torchrun --nproc_per_node N -m hrm_model.cli DATA ...`.
 
-Exit codes: 0 ok, 1 the run failed (e.g. NaN loss), 2 bad input (unknown key, invalid dataset,
-plan error, unusable checkpoint).
+Exit codes: 0 ok, 1 the run failed (e.g. NaN loss, diverged evaluation, disk full), 2 bad input
+(unknown key, invalid dataset, plan error, unusable checkpoint), 3 internal error (a bug: rerun
+with --debug or HRM_DEBUG=1 for the traceback), 130 interrupted (a checkpoint is written first).
 """
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ class DefaultGroup(click.Group):
             args = ["train", *args]
         return super().parse_args(ctx, args)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """The exit-code contract (hrm_model/errors.py) around every command."""
+        from . import errors
+        raw = list(sys.argv[1:] if args is None else args)
+        debug = errors.debug_requested(raw)
+        args = errors.strip_debug(raw)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:  # Ctrl-C outside the training loop (nothing to save yet)
+            click.echo("interrupted", err=True)
+            sys.exit(errors.EXIT_INTERRUPTED)
+        except Exception as e:
+            sys.exit(errors.report_internal_error(e, debug, lambda m: click.echo(m, err=True)))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -52,6 +73,9 @@ def _fail(e, echo_details: bool = True):
             click.echo(e.details, err=True)
         if e.exit_code == 2:
             raise BadInput(str(e))
+        if e.exit_code == 130:  # interrupted after writing a checkpoint: not an error
+            click.echo(str(e), err=True)
+            sys.exit(130)
         click.echo(f"Error: {e}", err=True)
         sys.exit(e.exit_code)
     raise e
@@ -87,27 +111,25 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
 
     from . import train as T
     if resume is not None:
-        import yaml
-        cfg_path = Path(resume) / "config.yaml"
-        if not cfg_path.exists():
-            raise BadInput(f"{resume}: not a run folder (no config.yaml)")
-        saved = yaml.safe_load(cfg_path.read_text())
-        data = data or saved.pop("data_path", None)
-        saved.pop("data_path", None)
-        changed = {k: v for k, v in {**file_flat, **overrides}.items() if k not in RESUME_MUTABLE}
-        if changed:
-            raise BadInput(f"cannot change {', '.join(sorted(changed))} when resuming "
-                           f"(allowed: {', '.join(sorted(RESUME_MUTABLE))})")
-        flat = flatten(saved)
-        flat.update(debug_nan_at_step=0, debug_sigkill_at_step=0)  # debug hooks never carry over
-        flat.update(file_flat)
-        flat.update(overrides)
+        from .runfiles import newest_checkpoint, resume_config
+        run_dir = Path(resume)
+        if not run_dir.is_dir() or not (run_dir / "checkpoints").exists() and not (run_dir / "config.yaml").exists():
+            raise BadInput(f"{resume}: not a run folder (no checkpoints/ or config.yaml)")
+        try:  # the checkpoint's config is the truth; config.yaml is only compared
+            saved, _ = newest_checkpoint(run_dir, click.echo, T.BadInput)
+            T._check_saved_config(saved["config"])
+            flat, notes = resume_config(run_dir, saved, file_flat, overrides, T.BadInput)
+        except T.TrainError as e:
+            _fail(e)
+        except T.ckpt.CheckpointError as e:
+            raise BadInput(f"{resume}: {e}") from None
+        data = data or saved.get("data_path")
         try:
             validate_values(flat)
         except ConfigError as e:
             raise BadInput(str(e)) from None
         try:
-            T.run(data, unflatten(flat), resume=resume, echo=click.echo)
+            T.run(data, unflatten(flat), resume=resume, echo=click.echo, notes=notes, resume_state=saved)
         except T.TrainError as e:
             _fail(e)
         return

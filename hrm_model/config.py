@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "num_workers": 1,             # background loader threads (0: load in the training loop)
     "prefetch": 8,                # batches queued ahead
     "checkpoint_every_steps": 0,  # 0: only at evaluations (checkpoint_every_eval) and at the end
+    "checkpoint_every_minutes": 10.0,  # also checkpoint after the step that passes this much wall time (0: off)
+    "keep_last": 3,               # checkpoints kept (plus the best by exact accuracy); 0: keep all
     "force": False,               # accept a checkpoint made on a dataset with another fingerprint
     "init_from": None,            # weights file (reference step_N or ours) to start from
     "eval_batch_size": None,      # default: global_batch_size
@@ -83,6 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Keys that may change when a run is resumed (they do not change what is computed).
 RESUME_MUTABLE = {"device", "cpu_threads", "compile", "log_every", "num_workers", "prefetch", "force", "progress",
                   "checkpoint_every_steps", "checkpoint_every_eval", "runs_dir",
+                  "checkpoint_every_minutes", "keep_last",
                   "debug_nan_at_step", "debug_sigkill_at_step"}
 
 CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "preset": (None, "paper", "cpu-small"),
@@ -130,7 +133,7 @@ INT_KEYS = {"global_batch_size", "epochs", "arch.H_cycles", "arch.L_cycles", "ar
             "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch",
             "lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
             "debug_nan_at_step", "debug_sigkill_at_step", "cpu_threads", "eval_interval", "lr_warmup_examples",
-            "eval_batch_size"}
+            "eval_batch_size", "keep_last"}
 
 
 def _coerce(key: str, v: Any, raw: str | None = None) -> Any:
@@ -172,21 +175,22 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         raw[k] = v
         try:
             out[k] = yaml.safe_load(v) if v.strip() != "" else None
-        except yaml.YAMLError:
-            raise ConfigError(f"{k}: cannot parse value {v!r}") from None
+        except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: an int of > 4300 digits
+            raise ConfigError(f"{k}: cannot parse value {v[:40]!r}{'...' if len(v) > 40 else ''}") from None
     check_keys(out, "override")
     return {k: _coerce(k, v, raw[k]) for k, v in out.items()}
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
     """A YAML config file (our keys; the reference's cfg_pretrain.yaml keys are a subset)."""
+    from .runfiles import read_text_file
+    text = read_text_file(path, "config file", ConfigError)
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except (ValueError, RecursionError) as e:  # huge integers, nesting too deep for the parser
+        raise ConfigError(f"{path}: unusable YAML ({type(e).__name__}: {str(e)[:80]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -244,15 +248,17 @@ def _is_num(v: Any) -> bool:
 
 
 def validate_values(flat: dict[str, Any]) -> None:
+    from .limits import check_config, show
+
     def need(key: str, ok: bool, want: str) -> None:
         if not ok:
-            raise ConfigError(f"{key}={flat[key]!r}: must be {want}")
+            raise ConfigError(f"{key}={show(flat[key])}: must be {want}")
 
     for k in ("global_batch_size", "epochs", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
               "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch"):
         need(k, _is_int(flat[k]) and flat[k] >= 1, "an integer >= 1")
     for k in ("lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
-              "debug_nan_at_step", "debug_sigkill_at_step"):
+              "debug_nan_at_step", "debug_sigkill_at_step", "keep_last"):
         need(k, _is_int(flat[k]) and flat[k] >= 0, "an integer >= 0")
     need("cpu_threads", flat["cpu_threads"] is None or (_is_int(flat["cpu_threads"]) and flat["cpu_threads"] >= 1),
          "an integer >= 1 or null")
@@ -272,6 +278,7 @@ def validate_values(flat: dict[str, Any]) -> None:
     for k in ("run_name", "init_from"):
         need(k, flat[k] is None or isinstance(flat[k], str), "a string")
     need("runs_dir", isinstance(flat["runs_dir"], str) and flat["runs_dir"] != "", "a folder path")
+    check_config(flat, ConfigError)
     if flat["arch.hidden_size"] % flat["arch.num_heads"]:
         raise ConfigError(f"arch.hidden_size={flat['arch.hidden_size']} is not divisible by "
                           f"arch.num_heads={flat['arch.num_heads']}")

@@ -14,6 +14,7 @@ import copy
 import datetime as _dt
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ from hrm_data.predictions import save_table
 from hrm_data.sampler import SamplerState, sampler_for_split
 
 from . import checkpoint as ckpt
+from . import errors, guards, interrupts, limits, runfiles
 from .config import arch_for_model, to_yaml
 from .data import TrainLoader, to_device
 from .evaluate import attach_task_scores, evaluate, summary_line
@@ -51,6 +53,13 @@ class BadInput(TrainError):
 
 class NonFiniteLoss(TrainError):
     pass
+
+
+class Interrupted(TrainError):
+    """Ctrl-C / SIGTERM after the checkpoint was written: exit 130 with the resume command."""
+
+    def __init__(self, message: str):
+        super().__init__(message, 130)
 
 
 _FIT_PREFIXES = ("size mismatch", "Missing key(s)", "Unexpected key(s)")
@@ -288,17 +297,25 @@ def _optimizers(model, cfg: dict[str, Any], world_size: int):
 
 
 def run(data_path: str | os.PathLike | None, cfg: dict[str, Any], *, resume: str | os.PathLike | None = None,
-        echo: Callable[[str], None] = print, notes: list[str] = ()) -> Path:
-    """Train (or resume) a run; returns the run folder. Raises TrainError on failure."""
+        echo: Callable[[str], None] = print, notes: list[str] = (), resume_state: dict | None = None) -> Path:
+    """Train (or resume) a run; returns the run folder. Raises TrainError on failure.
+
+    ``resume_state``: the checkpoint dict of ``resume`` when the caller already loaded it."""
     dctx = setup_distributed(cfg.get("device", "auto"))
     try:
-        return _run(data_path, cfg, resume, echo, list(notes), dctx)
+        return _run(data_path, cfg, resume, echo, list(notes), dctx, resume_state)
+    except OSError as e:
+        if runfiles.is_disk_error(e):  # disk full, quota, read-only, I/O error: the run failed, one line
+            raise TrainError(f"{e.filename or 'run folder'}: {e.strerror or e} while writing; nothing half-written "
+                             "was left (files are written atomically); free space and resume with "
+                             "`hrm-train --resume RUN`", 1) from None
+        raise
     finally:
         if dctx.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
+def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | None = None) -> Path:
     main = dctx.is_main
     say = echo if main else (lambda *_: None)
     for n in notes:
@@ -310,28 +327,12 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     resumed_tag = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").exists():
-            raise BadInput(f"{run_dir}: not a run folder (no config.yaml)")
-        found = ckpt.list_checkpoints(run_dir)
-        bad: list[str] = []
-        for _, path in reversed(found):  # the newest readable checkpoint
-            try:
-                obj = ckpt.load(path)
-                if not ckpt.is_full_checkpoint(obj):
-                    raise ckpt.CheckpointError(f"{path}: not an hrm-train checkpoint")
-            except ckpt.CheckpointError as e:
-                bad.append(str(e))
-                say(f"warning: {e}; delete {path} (falling back to an older checkpoint)")
-                continue
-            saved = obj
-            resumed_tag = obj.get("tag")
-            break
-        if found and saved is None:
-            raise BadInput(f"{run_dir}: no readable checkpoint ({bad[0]})")
-        if not found:
-            say(f"no checkpoint in {run_dir}: starting from step 0")
+        if not run_dir.is_dir():
+            raise BadInput(f"{run_dir}: not a run folder")
+        saved = resume_state if resume_state is not None else runfiles.newest_checkpoint(run_dir, say, BadInput)[0]
+        resumed_tag = saved.get("tag")
         if data_path is None:
-            data_path = cfg.get("data_path")
+            data_path = cfg.get("data_path") or saved.get("data_path")
     if data_path is None:
         raise BadInput("no dataset given")
     data_path = str(data_path)
@@ -361,6 +362,14 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     if (cfg["eval_batch_size"] or B) % dctx.world_size:
         raise BadInput(f"eval_batch_size={cfg['eval_batch_size']} is not divisible by the {dctx.world_size} ranks")
     local_B = B // dctx.world_size
+    eval_B = _eval_batch(cfg["eval_batch_size"] or B, test_split, dctx.world_size,
+                         say if cfg["eval_batch_size"] else (lambda *_: None))
+    try:
+        limits.check_against_data(cfg, meta, local_batch=local_B, eval_batch=eval_B // dctx.world_size,
+                                  device=device, groups_per_epoch=sum(s.num_groups for s in train_split.sets.values()),
+                                  error=BadInput)
+    except BadInput as e:
+        raise BadInput(f"{data_path}: {e}") from None
     warmup_steps = int(plan.warmup_steps)
     sched_total = int(plan.hrm_estimated_total_steps)
     epochs_per_iter = cfg["eval_interval"] or cfg["epochs"]
@@ -372,6 +381,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         if main:
             runs_dir = Path(cfg["runs_dir"])
             if cfg["run_name"]:
+                limits.check_run_name(cfg["run_name"], BadInput)
                 run_dir_c = runs_dir / cfg["run_name"]
             else:
                 run_dir_c = _unique_dir(runs_dir, default_run_name(data_path))
@@ -390,10 +400,12 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         run_dir = Path(name)
     if main:
         cfg_out = {"data_path": os.path.abspath(data_path), **cfg}
-        try:
-            (run_dir / "config.yaml").write_text(to_yaml(cfg_out))
-            (run_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
+        try:  # atomic: a kill or a full disk never leaves a truncated config.yaml
+            runfiles.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg_out))
+            runfiles.atomic_write_text(run_dir / "plan.json", json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
         except OSError as e:
+            if runfiles.is_disk_error(e):
+                raise
             raise _cannot_create(run_dir, e, "runs_dir") from None
         removed = ckpt.remove_stale_temps(run_dir)
         if removed:
@@ -418,22 +430,30 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
 
     state = State()
     if saved is not None:
-        load_reference_state_dict(model, saved["model"], strict=True)
-        for o, sd in zip(optimizers, saved["optimizers"]):
-            o.load_state_dict(sd)
-        state.step = int(saved["step"])
-        state.sampler = SamplerState.from_dict(saved["sampler"])
-        per_rank = saved["ranks"][dctx.rank]
-        ckpt.set_rng_state(per_rank["rng"])
-        state.pending_carry = per_rank["carry"]
-        if ema is not None and saved.get("ema") is not None:
-            ema.load_state_dict(saved["ema"], device)
+        try:
+            if len(saved["optimizers"]) != len(optimizers):
+                raise ValueError(f"{len(saved['optimizers'])} optimizer states for {len(optimizers)} optimizers")
+            load_reference_state_dict(model, saved["model"], strict=True)
+            for o, sd in zip(optimizers, saved["optimizers"]):
+                o.load_state_dict(sd)
+            state.step = int(saved["step"])
+            state.sampler = SamplerState.from_dict(saved["sampler"])
+            per_rank = saved["ranks"][dctx.rank]
+            ckpt.set_rng_state(per_rank["rng"])
+            state.pending_carry = per_rank["carry"]
+            if ema is not None and saved.get("ema") is not None:
+                ema.load_state_dict(saved["ema"], device)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, ckpt.CheckpointError) as e:
+            raise BadInput(f"{run_dir}: its newest checkpoint does not fit this model / run "
+                           f"({type(e).__name__}: {errors.one_line(str(e), 160)}); delete it to fall back "
+                           "to an older one") from None
         say(f"resumed {run_dir} at step {state.step} (iteration {state.sampler.iteration}, "
             f"batch {state.sampler.batch})")
     elif cfg.get("init_from"):
         try:
             obj = ckpt.load(cfg["init_from"])
             if ckpt.is_full_checkpoint(obj):
+                ckpt.check_full_checkpoint(obj)
                 w = ckpt.check_fingerprint(obj.get("fingerprint"), fingerprint, cfg["force"], "init_from checkpoint")
                 if w:
                     say(f"warning: {w}")
@@ -460,7 +480,9 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     if resume is not None and main:
         # a "steps" checkpoint at an iteration's last step comes before that iteration's evaluation,
         # which the resume runs again: its lines at this step (if the kill came after them) go too
-        _truncate_metrics(run_dir / "metrics.jsonl", state.step, drop_eval_at_step=resumed_tag == "steps")
+        junk = _truncate_metrics(run_dir / "metrics.jsonl", state.step, drop_eval_at_step=resumed_tag == "steps")
+        if junk:
+            say(f"note: dropped {junk} unreadable line(s) from {run_dir / 'metrics.jsonl'}")
     logger = Logger(run_dir, main)
     sampler = sampler_for_split(train_split, B, epochs_per_iter, cfg["seed"], dctx.rank, dctx.world_size)
     pin = device.type == "cuda"
@@ -478,7 +500,15 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
         else:
             say(msg)
 
-    def save(next_sampler: SamplerState, tag: str) -> None:
+    verified: set[int] = set()   # checkpoint steps whose state is known good (finite evaluation)
+    best: dict[str, Any] = dict((saved or {}).get("best") or {})  # {"step", "exact_accuracy"}
+    if resumed_tag == "eval" and saved is not None:
+        verified.add(int(saved["step"]))
+    watch = guards.DataWatch(guards.array_files(dataset))
+    if main:
+        guards.install_sigbus_message(data_path, run_dir)
+
+    def save(next_sampler: SamplerState, tag: str) -> Path | None:
         ranks = [{"rng": ckpt.rng_state(), "carry": ckpt.carry_to_state(state.carry)}]
         if dctx.world_size > 1:
             gathered: list[Any] = [None] * dctx.world_size
@@ -501,7 +531,25 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
             "plan": plan.to_dict(),
             "tag": tag,
         }
-        ckpt.atomic_save(obj, ckpt.checkpoint_path(run_dir, state.step))
+        bad = guards.first_nonfinite(obj["model"].items()) or (
+            guards.first_nonfinite(obj["ema"].items()) if obj["ema"] is not None else None)
+        if bad is not None:
+            last = guards.last_good_checkpoint(run_dir, state.step + 1, verified)
+            raise TrainError(f"weights are not finite at step {state.step} ({bad}): no checkpoint written; "
+                             + (f"last good checkpoint: {last}" if last else "no good checkpoint was written")
+                             + " (lower lr, or check the data)", 1)
+        changed = watch.changed()
+        if changed:
+            raise _data_changed(changed, run_dir)
+        obj["best"] = dict(best)
+        path = ckpt.checkpoint_path(run_dir, state.step)
+        ckpt.atomic_save(obj, path)
+        if tag == "eval":
+            verified.add(state.step)
+        removed = runfiles.prune_checkpoints(run_dir, cfg.get("keep_last", 0),
+                                             protect={best["step"]} if best.get("step") is not None else set())
+        del removed
+        return path
 
     # the builder's task metric at every evaluation when the test split is small, else at the end
     n_test = sum(test_split.set(sn).num_examples for sn in test_split.metadata.sets)
@@ -512,12 +560,26 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
             ema.swap(raw_model)
         per_example: dict = {}
         try:
-            results, preds = evaluate(model, test_split, global_batch_size=cfg["eval_batch_size"] or B,
+            results, preds = evaluate(model, test_split, global_batch_size=eval_B,
                                       device=device, rank=dctx.rank, world_size=dctx.world_size,
                                       save_preds=final or score_every_eval, per_example=per_example if final else None)
         finally:
             if ema is not None:
                 ema.swap(raw_model)
+        changed = watch.changed()
+        if changed:
+            raise _data_changed(changed, run_dir)
+        bad = guards.nonfinite_metric(results)
+        if bad is not None:
+            last = guards.last_good_checkpoint(run_dir, state.step + 1, verified)
+            raise TrainError(f"evaluation at step {state.step} gave {bad}: the weights diverged, no checkpoint "
+                             "written for this step; "
+                             + (f"last good checkpoint: {last}" if last else "no good checkpoint was written")
+                             + " (lower lr, or check the data)", 1)
+        if results:
+            score = min(float(m.get("exact_accuracy", 0.0)) for m in results.values())
+            if best.get("exact_accuracy") is None or score > best["exact_accuracy"]:
+                best.update(step=state.step, exact_accuracy=score)
         if not main:
             return
         epoch = (iteration + 1) * epochs_per_iter
@@ -534,7 +596,10 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     kill_step = int(cfg.get("debug_sigkill_at_step") or 0)
     every = int(cfg.get("checkpoint_every_steps") or 0)
     t0 = time.time()
+    stop = interrupts.StopRequest(out)
+    clock = interrupts.WallClock(cfg.get("checkpoint_every_minutes") or 0)
     try:
+        stop.__enter__()
         for it in range(state.sampler.iteration, total_iters):
             model.train()
             start_batch = state.sampler.batch if it == state.sampler.iteration else 0
@@ -562,12 +627,14 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                 log_now = state.step % cfg["log_every"] == 0 or state.step == 1 or state.step == plan.total_steps
                 keys = sorted(metrics) if (log_now or cfg["progress"]) else []
                 vals = torch.stack([torch.isfinite(loss.detach()).to(torch.float32), loss.detach().to(torch.float32)]
-                                   + [metrics[k].detach().to(torch.float32) for k in keys])
+                                   + [metrics[k].detach().to(torch.float32) for k in keys]
+                                   + [torch.tensor(float(stop.requested), device=loss.device),
+                                      torch.tensor(float(clock.due()), device=loss.device)])
                 if dctx.world_size > 1:
                     dist.all_reduce(vals)
                 host = vals.cpu().tolist()
                 if host[0] < dctx.world_size:
-                    last = ckpt.latest_checkpoint(run_dir)
+                    last = guards.last_good_checkpoint(run_dir, state.step, verified)
                     raise NonFiniteLoss(
                         f"loss is {float(loss.detach())} at step {state.step}: stopped before the optimizer step; "
                         + (f"last good checkpoint: {last}" if last else "no checkpoint was written yet")
@@ -586,6 +653,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                     ema.update(raw_model)
                 state.sampler = b.next_state
 
+                stop_now, time_due = host[-2] > 0, host[-1] > 0  # any rank: all ranks agree
+                host = host[:-2]
                 if keys and main:
                     v = dict(zip(keys, host[2:]))
                     count = max(v.get("count", 0.0), 1.0)
@@ -601,17 +670,29 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
                         logger.write({"type": "train", "step": state.step, "epoch": it * epochs_per_iter,
                                       **rec, "time": time.time() - t0})
 
-                if every and state.step % every == 0:
-                    save(state.sampler, "steps")
+                if (every and state.step % every == 0) or stop_now or time_due:
+                    path = save(state.sampler, "steps")
+                    clock.reset()
+                    if stop_now:
+                        raise Interrupted(f"interrupted ({stop.signal_name or 'signal'}) at step {state.step}: "
+                                          f"checkpoint {path} written; continue with: "
+                                          f"hrm-train --resume {shlex.quote(str(run_dir))}")
                 if kill_step and state.step == kill_step:
                     os.kill(os.getpid(), signal.SIGKILL)
             # ---- end of iteration: evaluate, checkpoint
             final = it == total_iters - 1
             do_eval(it, final)
             state.sampler = SamplerState(it + 1, 0)
-            if cfg["checkpoint_every_eval"] or final:
-                save(state.sampler, "eval")
+            stopping = _any_rank(stop.requested, dctx)
+            if cfg["checkpoint_every_eval"] or final or stopping:
+                path = save(state.sampler, "eval")
+                clock.reset()
+                if stopping and not final:
+                    raise Interrupted(f"interrupted ({stop.signal_name}) at step {state.step}: checkpoint {path} "
+                                      f"written; continue with: hrm-train --resume {shlex.quote(str(run_dir))}")
     finally:
+        stop.__exit__(None, None, None)
+        guards.remove_sigbus_message()
         if bar is not None:
             bar.close()
         logger.close()
@@ -619,26 +700,51 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist) -> Path:
     return run_dir
 
 
-def _truncate_metrics(path: Path, step: int, drop_eval_at_step: bool = False) -> None:
+def _truncate_metrics(path: Path, step: int, drop_eval_at_step: bool = False) -> int:
     """On resume, drop the lines a killed run logged after the checkpoint (they are redone).
 
     ``drop_eval_at_step``: the checkpoint was written before the evaluation at ``step`` (tag
     "steps"), so the resumed run evaluates again; its earlier eval lines at ``step`` go as well.
+    Lines that are not records (cut by a kill, junk) go too; returns how many.
     """
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-            s = rec.get("step", 0)
-            if s < step or (s == step and not (drop_eval_at_step and rec.get("type") == "eval")):
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(l + "\n" for l in keep))
-    os.replace(tmp, path)
+    return runfiles.truncate_metrics(path, step, drop_eval_at_step)
+
+
+def _check_saved_config(saved_cfg: dict) -> None:
+    """A checkpoint's config must pass the same checks as a typed one (it may be crafted)."""
+    from .config import ConfigError, DEFAULTS, flatten, validate_values
+    try:
+        flat = {**flatten(DEFAULTS), **flatten(dict(saved_cfg))}
+        validate_values(flat)
+    except ConfigError as e:
+        raise ckpt.CheckpointError(f"malformed hrm-train checkpoint: its config is unusable ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ckpt.CheckpointError(f"malformed hrm-train checkpoint: its config is unusable "
+                                   f"({type(e).__name__}: {errors.one_line(str(e), 120)})") from None
+
+
+def _any_rank(flag: bool, dctx: Dist) -> bool:
+    if dctx.world_size == 1:
+        return bool(flag)
+    t = torch.tensor([float(flag)])
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def _data_changed(what: str, run_dir: Path | None) -> TrainError:
+    return BadInput(f"{what} while training: the run stopped before using it"
+                    + (f"; restore the dataset and resume with `hrm-train --resume {run_dir}`" if run_dir else ""))
+
+
+def _eval_batch(requested: int, test_split, world_size: int, say: Callable[[str], None]) -> int:
+    """The evaluation batch, never larger than the biggest test set (rounded up to the ranks):
+    eval_batch_size=100000 on 32 examples would pad every batch to 100,000 rows."""
+    n = max((test_split.set(s).num_examples for s in test_split.metadata.sets), default=0)
+    cap = max(world_size, -(n // -world_size) * world_size)
+    if requested > cap:
+        say(f"note: evaluation batch {requested} is larger than the test set ({n} examples): using {cap}")
+        return cap
+    return requested
 
 
 # ----------------------------------------------------------------------------- eval-only
@@ -658,7 +764,10 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
             raise _cannot_create(out_dir, e, "--out") from None
     try:
         obj = ckpt.load(checkpoint_path)
-        if not ckpt.is_full_checkpoint(obj):
+        if ckpt.is_full_checkpoint(obj):
+            ckpt.check_full_checkpoint(obj)
+            _check_saved_config(obj["config"])
+        else:
             ckpt.weights_of(obj)  # refuse what is neither a checkpoint nor a state dict
     except ckpt.CheckpointError as e:
         msg = str(e)
@@ -688,7 +797,13 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
         if w:
             echo(f"warning: {w}")
     meta = dataset.train.metadata if dataset.has_split("train") else dataset.test.metadata
-    B = cfg.get("eval_batch_size") or cfg["global_batch_size"]
+    B = _eval_batch(cfg.get("eval_batch_size") or cfg["global_batch_size"], dataset.test, 1,
+                    echo if cfg.get("eval_batch_size") else (lambda *_: None))
+    try:
+        limits.check_against_data({**cfg, "eval_interval": 1}, meta, local_batch=cfg["global_batch_size"],
+                                  eval_batch=B, device=device, groups_per_epoch=0, error=BadInput)
+    except BadInput as e:
+        raise BadInput(f"{checkpoint_path}: {e}") from None
     model = _build(cfg, meta, cfg["global_batch_size"], device)
     from .model import load_reference_state_dict
     weights = dict(ckpt.weights_of(obj))

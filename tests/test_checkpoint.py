@@ -179,12 +179,12 @@ def test_resume_skips_a_corrupt_checkpoint_removes_temps_and_says_when_none(tmp_
     assert "resumed" in r.output and "at step 3" in r.output
     assert not tmp.exists() and other.exists()
     assert ckpt.load(run_dir)["step"] == 6  # rewritten
-    # a run folder without checkpoints: said, not silent
+    # a run folder without checkpoints: refused (it used to restart silently from step 0)
     for _, p in ckpt.list_checkpoints(run_dir):
         p.unlink()
     r = _resume(run_dir)
-    assert r.exit_code == 0, r.output
-    assert f"no checkpoint in {run_dir}: starting from step 0" in r.output
+    assert r.exit_code == 2, r.output
+    assert f"{run_dir}: no checkpoint to resume from" in r.output and "Traceback" not in r.output
 
 
 def test_truncate_metrics_drops_the_eval_redone_after_a_steps_checkpoint(tmp_path):
