@@ -209,7 +209,19 @@ def check_full_checkpoint(obj: Any) -> dict:
     need(obj.get("data_path") is None or isinstance(obj["data_path"], str), "'data_path' is not text")
     need(is_int(obj.get("world_size", 1)) and obj.get("world_size", 1) == len(ranks),
          "'world_size' does not match 'ranks'")
+    _check_config(obj["config"])
     return obj
+
+
+def _check_config(saved_cfg: dict) -> None:
+    """A checkpoint's config must pass the checks a typed one does (the file may be crafted)."""
+    from .config import DEFAULTS, ConfigError, flatten, validate_values
+    try:
+        validate_values({**flatten(DEFAULTS), **flatten(dict(saved_cfg))})
+    except ConfigError as e:
+        raise CheckpointError(f"malformed hrm-train checkpoint: its config is unusable ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"malformed hrm-train checkpoint: its config is unusable ({type(e).__name__})") from None
 
 
 def weights_of(obj: Any) -> "OrderedDict[str, torch.Tensor]":

@@ -117,7 +117,6 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
             raise BadInput(f"{resume}: not a run folder (no checkpoints/ or config.yaml)")
         try:  # the checkpoint's config is the truth; config.yaml is only compared
             saved, _ = newest_checkpoint(run_dir, click.echo, T.BadInput)
-            T._check_saved_config(saved["config"])
             flat, notes = resume_config(run_dir, saved, file_flat, overrides, T.BadInput)
         except T.TrainError as e:
             _fail(e)
@@ -180,6 +179,8 @@ def export_cmd(source, out, compiled_prefix, ema) -> None:
     from . import checkpoint as ckpt
     try:
         obj = ckpt.load(source)
+        if ckpt.is_full_checkpoint(obj):
+            ckpt.check_full_checkpoint(obj)
         path = ckpt.export_weights(obj, out, compiled_prefix=compiled_prefix, ema=ema)
     except ckpt.CheckpointError as e:
         msg = str(e)

@@ -25,7 +25,7 @@ MAX_KEEP = 10**6
 
 def show(v: Any, limit: int = 60) -> str:
     """A value for a message: never fails (huge ints), never floods the line."""
-    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**30:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**15:
         return f"{'-' if v < 0 else ''}~1e{int(abs(v).bit_length() * 0.30103)}"
     try:
         s = repr(v)
