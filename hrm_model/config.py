@@ -219,8 +219,9 @@ def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] |
     user = {**file_flat, **overrides}
     notes: list[str] = []
     preset = user.get("preset")
-    if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if preset is not None and not (isinstance(preset, str) and preset in PRESETS):
+        from .limits import show
+        raise ConfigError(f"preset: unknown preset {show(preset)}; choose one of {sorted(PRESETS)}")
     user_set_size = any(k.startswith("arch.") for k in user)
     if preset is None and not gpu_available and not user_set_size:
         preset = "cpu-small"
@@ -244,7 +245,10 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    try:  # an int beyond float range is not a usable number either
+        return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def validate_values(flat: dict[str, Any]) -> None:
