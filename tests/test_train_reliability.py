@@ -371,3 +371,26 @@ def test_wall_clock_checkpoints_and_keep_last_pruning(ds, tmp_path):
     assert c.due()
     c.reset()
     assert not c.due() and not WallClock(0, clock=lambda: 1e9).due()
+
+
+def test_sigterm_sets_the_stop_flag_once_then_the_default_action_returns():
+    from hrm_model.interrupts import StopRequest
+    said = []
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest(said.append) as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop.signal_name == "SIGTERM" and "writing a checkpoint" in said[0]
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second one ends the process
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_ctrl_c_before_training_starts_exits_130(ds, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(T, "run", interrupted)
+    r = cli(ds, *TINY)
+    assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Aborted" not in r.output
