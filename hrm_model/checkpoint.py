@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from .runfiles import fsync_dir, unlink_each
+
 FORMAT_VERSION = 1
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
@@ -48,7 +50,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -58,34 +60,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _fsync_dir(d: Path) -> None:
-    """Make the rename durable (best effort: not every OS / file system allows it)."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def remove_stale_temps(run_dir: str | os.PathLike) -> list[Path]:
     """Delete temp files a kill left in ``checkpoints/`` during a write (only our own pattern)."""
     d = Path(run_dir) / CKPT_DIR
-    removed = []
     if not d.is_dir():
-        return removed
-    for p in d.iterdir():
-        if _TMP_RE.match(p.name) and p.is_file():
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:
-                pass
-    return removed
+        return []
+    return unlink_each(p for p in d.iterdir() if _TMP_RE.match(p.name) and p.is_file())
 
 
 def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:

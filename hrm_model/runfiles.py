@@ -15,7 +15,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 MAX_TEXT_BYTES = 16 << 20
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
@@ -57,6 +57,7 @@ def _unlink_quietly(p: str | os.PathLike) -> None:
 
 
 def fsync_dir(d: str | os.PathLike) -> None:
+    """Make a rename durable (best effort: not every OS / file system allows it)."""
     try:
         fd = os.open(d, os.O_RDONLY)
     except OSError:
@@ -140,11 +141,13 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int, protect: set[i
     from .checkpoint import list_checkpoints
     if keep_last <= 0:
         return []
-    found = list_checkpoints(run_dir)
+    return unlink_each(p for s, p in list_checkpoints(run_dir)[:-keep_last] if s not in protect)
+
+
+def unlink_each(paths: Iterable[Path]) -> list[Path]:
+    """Delete what can be deleted; returns those that went."""
     removed = []
-    for s, p in found[:-keep_last]:
-        if s in protect:
-            continue
+    for p in paths:
         try:
             p.unlink()
             removed.append(p)

@@ -12,7 +12,7 @@ from hrm_model import checkpoint as ckpt
 from hrm_model import train as T
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trainer_fixtures import TINY, config, make_dataset, read_metrics  # noqa: E402
+from trainer_fixtures import TINY, assert_same_state, config, make_dataset, read_metrics  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -82,14 +82,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
     a, b = _final_state(ref_dir), _final_state(killed)
     assert a["step"] == b["step"] == 12
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    for oa, ob in zip(a["optimizers"], b["optimizers"]):
-        for sa, sb in zip(oa["state"].values(), ob["state"].values()):
-            for k in sa:
-                if isinstance(sa[k], torch.Tensor):
-                    assert torch.equal(sa[k], sb[k])
+    assert_same_state(a, b)
     # the eval lines after the resume are the uninterrupted run's
     ev_a = [(m["step"], m["exact_accuracy"], m["lm_loss"]) for m in read_metrics(ref_dir) if m["type"] == "eval"]
     ev_b = [(m["step"], m["exact_accuracy"], m["lm_loss"]) for m in read_metrics(killed) if m["type"] == "eval"]

@@ -20,7 +20,7 @@ from hrm_model.cli import main
 from hrm_model.config import DEFAULTS, ConfigError, flatten, parse_overrides, resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trainer_fixtures import TINY, config, make_dataset  # noqa: E402
+from trainer_fixtures import TINY, assert_same_state, config, make_dataset  # noqa: E402
 
 pytestmark = pytest.mark.faults
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -122,8 +122,7 @@ def test_kill_9_at_random_points_of_training_checkpointing_and_resume(tmp_path):
     assert r.exit_code == 0, r.output
     a, b = _final(ref), _final(run)
     assert a["step"] == b["step"] == 12
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert_same_state(a, b)
     assert not [q for q in (run / "checkpoints").iterdir() if ".tmp" in q.name]
     after = _tree(tmp_path, run)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing outside the run folder changed

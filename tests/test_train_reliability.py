@@ -19,7 +19,7 @@ from hrm_model import train as T
 from hrm_model.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trainer_fixtures import TINY, config, make_dataset, read_metrics  # noqa: E402
+from trainer_fixtures import TINY, assert_same_state, config, make_dataset, read_metrics  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 QUIET = lambda *_: None  # noqa: E731
@@ -42,17 +42,6 @@ def one_line_error(r, code):
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("data") / "ds")
-
-
-def _states_equal(a, b):
-    assert a["step"] == b["step"]
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    for oa, ob in zip(a["optimizers"], b["optimizers"]):
-        for sa, sb in zip(oa["state"].values(), ob["state"].values()):
-            for k in sa:
-                if isinstance(sa[k], torch.Tensor):
-                    assert torch.equal(sa[k], sb[k]), k
 
 
 # ----------------------------------------------------------------------------- never bless a bad checkpoint
@@ -112,7 +101,7 @@ def test_resume_ignores_edited_or_damaged_config_yaml(ds, tmp_path):
             assert "config.yaml differs from the checkpoint in global_batch_size" in r.output
             assert "lr (1.0 in config.yaml, 0.003 in the checkpoint)" in r.output
             assert "the checkpoint's values are used" in r.output
-        _states_equal(ckpt.load(ref), ckpt.load(run))  # trained with the checkpoint's lr and batch
+        assert_same_state(ckpt.load(ref), ckpt.load(run))  # trained with the checkpoint's lr and batch
     assert "lr: 0.003" in (run / "config.yaml").read_text()  # the copy is rewritten from the truth
     r = cli("--resume", run, "lr=1.0")  # explicit overrides: only runtime keys
     assert r.exit_code == 2 and "cannot change lr" in r.output
@@ -349,7 +338,7 @@ def test_sigint_writes_a_checkpoint_and_resume_equals_an_uninterrupted_run(tmp_p
     assert "Traceback" not in err
     r = cli("--resume", tmp_path / "int")
     assert r.exit_code == 0, r.output
-    _states_equal(ckpt.load(ref), ckpt.load(tmp_path / "int"))
+    assert_same_state(ckpt.load(ref), ckpt.load(tmp_path / "int"))
     tr = lambda d: [(m["step"], m["lm_loss"], m["count"]) for m in read_metrics(d) if m["type"] == "train"]  # noqa: E731
     assert tr(ref) == tr(tmp_path / "int")
 

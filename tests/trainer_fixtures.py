@@ -38,3 +38,17 @@ def config(*items, gpu=False):
 
 def read_metrics(run_dir):
     return [json.loads(l) for l in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_state(a, b):
+    """Two checkpoints hold the same training state: step, every weight and optimizer tensor, bit for bit."""
+    import torch
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for oa, ob in zip(a["optimizers"], b["optimizers"]):
+        for sa, sb in zip(oa["state"].values(), ob["state"].values()):
+            for k in sa:
+                if isinstance(sa[k], torch.Tensor):
+                    assert torch.equal(sa[k], sb[k]), k
