@@ -543,7 +543,17 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
             raise _data_changed(changed, run_dir)
         obj["best"] = dict(best)
         path = ckpt.checkpoint_path(run_dir, state.step)
-        ckpt.atomic_save(obj, path)
+        try:
+            ckpt.atomic_save(obj, path)
+        except OSError as e:
+            if not runfiles.is_disk_error(e):
+                raise
+            last = guards.last_good_checkpoint(run_dir, state.step + 1, verified | {state.step})
+            raise TrainError(f"{path}: {e.strerror or e} while writing the checkpoint; no partial file was left; "
+                             + (f"last good checkpoint: {last}; free space, then continue with: "
+                                f"hrm-train --resume {shlex.quote(str(run_dir))}" if last
+                                else "no checkpoint was written yet; free space and start the run again"),
+                             1) from None
         if tag == "eval":
             verified.add(state.step)
         removed = runfiles.prune_checkpoints(run_dir, cfg.get("keep_last", 0),
