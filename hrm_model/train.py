@@ -548,7 +548,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         except OSError as e:
             if not runfiles.is_disk_error(e):
                 raise
-            last = guards.last_good_checkpoint(run_dir, state.step + 1, verified | {state.step})
+            last = guards.last_good_checkpoint(run_dir, state.step + 1, verified)
             raise TrainError(f"{path}: {e.strerror or e} while writing the checkpoint; no partial file was left; "
                              + (f"last good checkpoint: {last}; free space, then continue with: "
                                 f"hrm-train --resume {shlex.quote(str(run_dir))}" if last
@@ -556,9 +556,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                              1) from None
         if tag == "eval":
             verified.add(state.step)
-        removed = runfiles.prune_checkpoints(run_dir, cfg.get("keep_last", 0),
-                                             protect={best["step"]} if best.get("step") is not None else set())
-        del removed
+        runfiles.prune_checkpoints(run_dir, cfg.get("keep_last", 0),
+                                   protect={best["step"]} if best.get("step") is not None else set())
         return path
 
     # the builder's task metric at every evaluation when the test split is small, else at the end
