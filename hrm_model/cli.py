@@ -98,7 +98,7 @@ def _split_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
 @click.option("--out", "out", type=click.Path(), default=None, help="With --eval-only: folder for predictions.")
 def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
     """Train on DATA. ARGS: the dataset folder, then key=value overrides (see `hrm-train keys`)."""
-    from .config import ConfigError, RESUME_MUTABLE, flatten, load_file, parse_overrides, resolve, unflatten, validate_values
+    from .config import ConfigError, load_file, parse_overrides, resolve, unflatten, validate_values
     positional, items = _split_args(args)
     if len(positional) > 1:
         raise BadInput(f"expected one dataset folder, got {positional}; config values are key=value")

@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-import torch
 
-
-def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+def first_nonfinite(named: Iterable[tuple[str, Any]]) -> str | None:
     """Name of the first floating tensor holding a NaN or inf, else None."""
+    import torch
     for name, t in named:
         if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             return name

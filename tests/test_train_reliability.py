@@ -1,7 +1,6 @@
 """hrm-train never blesses a bad checkpoint, trusts the checkpoint over config.yaml, answers every
 user-made failure in one line with the right exit code, and keeps the work on Ctrl-C."""
 import errno
-import json
 import os
 import signal
 import subprocess
