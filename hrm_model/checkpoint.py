@@ -130,11 +130,29 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         refusal = _weights_only_refusal(e)
         if refusal is None:  # truncated / not a torch file
             raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(e)})") from None
-    # The weights-only unpickler refused an instruction: a global, a call, an opcode it does not
-    # run. Whatever the intent, loading it fully could run code from the file: refused for safety.
+    # The weights-only unpickler refused an instruction. A global or a call, or a plain pickle
+    # that imports or calls something: loading it fully could run code from the file, so it is
+    # refused for safety. Bytes that are no pickle at all are merely unreadable.
+    if not any(w in refusal for w in ("GLOBAL", "global", "reduce")) and not _pickle_calls_code(path):
+        raise CheckpointError(f"{path}: unreadable checkpoint (not a torch weight file: {refusal})") from None
     raise CheckpointError(f"{path}: refused for safety: the file holds Python objects other than tensors "
                           f"({refusal}), and loading them would run code from the file; only hrm-train "
                           "checkpoints and plain state dicts (tensors) are loaded") from None
+
+
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2", "EXT4"}
+
+
+def _pickle_calls_code(path: Path, limit: int = 64 << 20) -> bool:
+    """Whether the file is a well-formed pickle that imports or calls something (read by
+    pickletools, which parses opcodes without running any)."""
+    import pickletools
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit)
+        return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(data))
+    except Exception:
+        return False
 
 
 def is_full_checkpoint(obj: Any) -> bool:
