@@ -201,8 +201,13 @@ class Logger:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # disk full: one line from run(); metrics.jsonl made a folder, say: bad input
+            if runfiles.is_disk_error(e):
+                raise
+            raise BadInput(f"{self.path}: cannot append ({e.strerror or e}); it must be a writable file") from None
         if self.tb is not None:
             prefix = record.get("type", "train") + ("/" + record["set"] if "set" in record else "")
             for k, v in record.items():

@@ -387,3 +387,9 @@ def test_ctrl_c_before_training_starts_exits_130(ds, monkeypatch):
     r = cli(ds, *TINY)
     assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "interrupted"
     assert "Aborted" not in r.output
+
+
+def test_a_folder_where_metrics_jsonl_belongs_is_bad_input(ds, tmp_path):
+    (tmp_path / "m" / "metrics.jsonl").mkdir(parents=True)
+    line = one_line_error(cli(ds, *TINY, *COMMON, f"runs_dir={tmp_path}", "run_name=m"), 2)
+    assert "metrics.jsonl: cannot append (Is a directory)" in line
