@@ -81,12 +81,14 @@ def check_config(flat: dict[str, Any], error: type[Exception]) -> None:
 
 
 def check_run_name(name: str, error: type[Exception]) -> None:
-    """A run name is one folder name inside ``runs_dir``: no separators, no '..', no NUL."""
-    bad = (name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
-           or (os.altsep is not None and os.altsep in name))
+    """A run name is a folder inside ``runs_dir``: relative, no '..' or empty parts, no NUL
+    (``exp1/seed0`` nests; ``../../x`` or ``/tmp/x`` would escape runs_dir)."""
+    parts = name.replace("\\", "/").split("/")
+    bad = (name.strip() == "" or "\0" in name or name.startswith(("/", "\\")) or os.path.isabs(name)
+           or any(p in ("", ".", "..") for p in parts))
     if bad:
-        raise error(f"run_name={show(name)}: must be a plain folder name (no '/', not '.' or '..'); "
-                    "to put runs elsewhere set runs_dir")
+        raise error(f"run_name={show(name)}: must be a folder name inside runs_dir (no leading '/', no '..' "
+                    "or empty parts); to put runs elsewhere set runs_dir")
 
 
 # ----------------------------------------------------------------------------- against the data

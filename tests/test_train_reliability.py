@@ -128,8 +128,9 @@ def test_atomic_write_survives_a_failing_rename_and_cleanup(tmp_path, monkeypatc
 @pytest.mark.parametrize("item, says", [
     ("seed=1e30", "seed=~1e30: must be at most"),
     ("arch.expansion=0", "arch.expansion=0: must be a number > 0"),
-    ("run_name=../../x", "run_name='../../x': must be a plain folder name"),
-    ("run_name=/tmp/x", "must be a plain folder name"),
+    ("run_name=../../x", "run_name='../../x': must be a folder name inside runs_dir"),
+    ("run_name=/tmp/x", "must be a folder name inside runs_dir"),
+    ("run_name=a//b", "must be a folder name inside runs_dir"),
     ("epochs=1e23", "epochs=~1e23: must be at most"),
     ("seed=" + "9" * 5000, "seed: cannot parse value"),
     ("arch.num_heads=32", "RoPE needs an even head width"),
