@@ -307,20 +307,25 @@ def run(data_path: str | os.PathLike | None, cfg: dict[str, Any], *, resume: str
 
     ``resume_state``: the checkpoint dict of ``resume`` when the caller already loaded it."""
     dctx = setup_distributed(cfg.get("device", "auto"))
+    where: dict[str, Path] = {}  # the run folder, once known: for the disk-full message
     try:
-        return _run(data_path, cfg, resume, echo, list(notes), dctx, resume_state)
+        return _run(data_path, cfg, resume, echo, list(notes), dctx, resume_state, where)
     except OSError as e:
         if runfiles.is_disk_error(e):  # disk full, quota, read-only, I/O error: the run failed, one line
-            raise TrainError(f"{e.filename or 'run folder'}: {e.strerror or e} while writing; nothing half-written "
-                             "was left (files are written atomically); free space and resume with "
-                             "`hrm-train --resume RUN`", 1) from None
+            run_dir = where.get("run_dir")
+            has_ckpt = run_dir is not None and bool(ckpt.list_checkpoints(run_dir))
+            raise TrainError(f"{e.filename or run_dir or 'run folder'}: {e.strerror or e} while writing; nothing "
+                             "half-written was left (files are written atomically); free space, then "
+                             + (f"continue with: hrm-train --resume {shlex.quote(str(run_dir))}" if has_ckpt
+                                else "start the run again"), 1) from None
         raise
     finally:
         if dctx.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | None = None) -> Path:
+def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | None = None,
+         where: dict | None = None) -> Path:
     main = dctx.is_main
     say = echo if main else (lambda *_: None)
     for n in notes:
@@ -403,6 +408,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         if isinstance(name, (tuple, list)):
             raise BadInput(name[1])
         run_dir = Path(name)
+    if where is not None:
+        where["run_dir"] = run_dir
     if main:
         cfg_out = {"data_path": os.path.abspath(data_path), **cfg}
         try:  # atomic: a kill or a full disk never leaves a truncated config.yaml
