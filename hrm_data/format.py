@@ -396,16 +396,29 @@ class Puzzle:
 
 
 @dataclass
+class PuzzleBlock:
+    """Many puzzles as one array pair: puzzle i owns ``sizes[i]`` consecutive rows. The writer
+    checks and appends the block at once (for builders with hundreds of augmented puzzles per
+    group, where a Puzzle object each would cost more than the data)."""
+
+    identifiers: Sequence[str]
+    sizes: np.ndarray
+    inputs: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
 class Group:
     """Puzzles that are variants of one base example (HRM samples one puzzle per group per epoch).
 
     ``key`` names the base example (e.g. a scenario hash) so validate can check it never
-    crosses splits; ``rows`` are optional per-example side-table rows, one dict per example.
+    crosses splits; ``rows`` are optional per-example side-table rows, one dict per example,
+    or one dict of columns (each a sequence with one value per example).
     """
 
-    puzzles: list[Puzzle]
+    puzzles: list[Puzzle] | PuzzleBlock
     key: str | None = None
-    rows: list[dict[str, Any]] | None = None
+    rows: list[dict[str, Any]] | dict[str, Any] | None = None
 
 
 @dataclass
@@ -626,6 +639,8 @@ class SplitWriter:
     def add_group(self, group: Group | Sequence[Puzzle]) -> None:
         if not isinstance(group, Group):
             group = Group(list(group))
+        if isinstance(group.puzzles, PuzzleBlock):
+            return self._add_block(group)
         if not group.puzzles:
             raise ValueError("a group needs at least one puzzle")
         S = self.parent.seq_len
@@ -704,6 +719,35 @@ class SplitWriter:
             self._parquet.write_table(table.cast(self._parquet.schema))
             self._row_count += n
 
+    def _add_block(self, group: Group) -> None:
+        b = group.puzzles
+        S = self.parent.seq_len
+        x, y = np.asarray(b.inputs), np.asarray(b.labels)
+        sizes = np.asarray(b.sizes, np.int64)
+        if (x.shape != y.shape or x.ndim != 2 or x.shape[1] != S or len(b.identifiers) != len(sizes)
+                or len(sizes) == 0 or (sizes < 1).any() or int(sizes.sum()) != x.shape[0]):
+            raise ValueError(f"group {group.key!r}: a puzzle block needs (n, seq_len={S}) inputs and labels "
+                             f"and one size >= 1 per identifier summing to n")
+        if x.dtype.kind not in "iu" or y.dtype.kind not in "iu":
+            raise ValueError(f"group {group.key!r}: tokens must be integer arrays, got {x.dtype} and {y.dtype}")
+        self._check_range(str(group.key), x, y)
+        n = x.shape[0]
+        if isinstance(group.rows, dict):
+            bad = [k for k, v in group.rows.items() if len(v) != n]
+            if bad:
+                raise ValueError(f"group {group.key!r}: side-table column {bad[0]!r} has {len(group.rows[bad[0]])} "
+                                 f"values for {n} examples")
+        elif group.rows is not None and len(group.rows) != n:
+            raise ValueError(f"group {group.key!r}: {len(group.rows)} side-table rows for {n} examples")
+        self._inputs.append(x)
+        self._labels.append(y)
+        self._pids.append(np.array([self.parent.identifier_id(i) for i in b.identifiers], np.int32))
+        self._psizes.append(sizes)
+        self._gsizes.append(len(sizes))
+        self.num_examples += n
+        if group.rows is not None or group.key is not None:
+            self._add_rows(group.rows if group.rows is not None else [{} for _ in range(n)], group.key, n)
+
     def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
         V, ign = self.parent.vocab_size, self.parent.ignore_label_id
         if x.min() < 0 or x.max() >= V:
@@ -718,6 +762,22 @@ class SplitWriter:
         first = self._row_count
         if first != self.num_examples - n:
             raise ValueError("side-table rows must be given for every group or for none")
+        if isinstance(rows, dict):  # columns: no Python object per example
+            rows = {**rows}
+            rows.setdefault("example", np.arange(first, first + n, dtype=np.int64))
+            if key is not None:
+                rows.setdefault("group_key", [key] * n)
+            buffered = len(next(iter(self._rows.values()), []))
+            for k in rows:
+                if k not in self._rows:
+                    if self._parquet is not None:
+                        raise ValueError(f"side-table column {k!r} first appears at example {first}, after "
+                                         f"rows were written without it; give every row the same keys")
+                    self._rows[k] = [None] * buffered
+            for k in self._rows:
+                v = rows.get(k)
+                self._rows[k].extend(v.tolist() if isinstance(v, np.ndarray) else ([None] * n if v is None else v))
+            rows = []
         for i, r in enumerate(rows):
             r = dict(r)
             r.setdefault("example", first + i)

@@ -111,8 +111,11 @@ def _q_halt_loss_without_padding(labels: torch.Tensor, outputs: dict[str, torch.
     return F.binary_cross_entropy_with_logits(q[rows], correct[rows].to(torch.float32), reduction="sum")
 
 
-def task_score(dataset, set_name: str, preds: np.ndarray) -> tuple[dict[str, float] | None, str | None]:
-    """The dataset builder's own metric (``Builder.score``), if it has one; (scores, note)."""
+def task_score(dataset, set_name: str, preds: np.ndarray, **extra: Any) -> tuple[dict[str, float] | None, str | None]:
+    """The dataset builder's own metric (``Builder.score``), if it has one; (scores, note).
+
+    ``extra`` (q_halt, evaluation, state, out_dir) goes to the builder only for the keywords its
+    ``score`` accepts, so three-argument plugins keep working."""
     builder_name = dataset.test.metadata.provenance.get("builder")
     if not builder_name:
         return None, None
@@ -124,25 +127,42 @@ def task_score(dataset, set_name: str, preds: np.ndarray) -> tuple[dict[str, flo
     if builder.score is None:
         return None, None
     try:
-        out = builder.score(dataset, "test", preds)
+        import inspect
+        params = inspect.signature(builder.score).parameters
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        kw = {k: v for k, v in extra.items() if v is not None and (takes_all or k in params)}
+        out = builder.score(dataset, "test", preds, **kw)
     except Exception as e:  # a plugin's metric must never cost the user their evaluation
         return None, f"task metric skipped: {builder_name}.score failed ({type(e).__name__}: {e})"
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float, np.number))}, None
 
 
 def attach_task_scores(dataset, results: dict[str, dict], preds: dict[str, np.ndarray],
-                       echo: Callable[[str], None]) -> None:
+                       echo: Callable[[str], None], per_example: dict | None = None, **extra: Any) -> None:
     """Put the builder's task metric into ``results[set]["task"]`` for every set with predictions
     (single-set test splits: the metric scores a split's examples in order)."""
     if len(dataset.test.metadata.sets) != 1:
         return
     for set_name, m in results.items():
         if set_name in preds:
-            scores, note = task_score(dataset, set_name, preds[set_name])
+            kw = dict(extra)
+            kw["q_halt"] = (per_example or {}).get(set_name, {}).get("q_halt")   # evaluate(per_example=...)
+            scores, note = task_score(dataset, set_name, preds[set_name], **kw)
             if scores:
                 m["task"] = scores
             if note:
                 echo(f"note: {note}")
+
+
+def scores_every_eval(dataset) -> bool:
+    """Builders whose metric is the point of every evaluation (ARC's pass@K) set
+    ``score_every_eval``; the trainer then scores each evaluation whatever the test size."""
+    name = dataset.test.metadata.provenance.get("builder")
+    try:
+        from hrm_data import registry
+        return bool(name) and bool(getattr(registry.get(name), "score_every_eval", False))
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def summary_line(m: dict) -> str:

@@ -33,7 +33,7 @@ from . import checkpoint as ckpt
 from . import errors, guards, interrupts, limits, runfiles
 from .config import arch_for_model, to_yaml
 from .data import TrainLoader, to_device
-from .evaluate import attach_task_scores, evaluate, summary_line
+from .evaluate import attach_task_scores, evaluate, scores_every_eval, summary_line
 from .optim import AdamATan2, lr_at
 
 
@@ -574,7 +574,10 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
 
     # the builder's task metric at every evaluation when the test split is small, else at the end
     n_test = sum(test_split.set(sn).num_examples for sn in test_split.metadata.sets)
-    score_every_eval = bool(test_split.metadata.provenance.get("builder")) and n_test <= 100_000
+    score_every_eval = bool(test_split.metadata.provenance.get("builder")) and (n_test <= 100_000
+                                                                               or scores_every_eval(dataset))
+    score_state: dict = {}   # kept across the run's evaluations (e.g. ARC's vote accumulation)
+    eval_count = [0]
 
     def do_eval(iteration: int, final: bool) -> None:
         if ema is not None:
@@ -583,7 +586,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         try:
             results, preds = evaluate(model, test_split, global_batch_size=eval_B,
                                       device=device, rank=dctx.rank, world_size=dctx.world_size,
-                                      save_preds=final or score_every_eval, per_example=per_example if final else None)
+                                      save_preds=final or score_every_eval,
+                                      per_example=per_example if final or score_every_eval else None)
         finally:
             if ema is not None:
                 ema.swap(raw_model)
@@ -604,7 +608,9 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         if not main:
             return
         epoch = (iteration + 1) * epochs_per_iter
-        attach_task_scores(dataset, results, preds, out)
+        attach_task_scores(dataset, results, preds, out, per_example=per_example, evaluation=eval_count[0],
+                           state=score_state, out_dir=run_dir)
+        eval_count[0] += 1
         for set_name, m in results.items():
             if final and set_name in preds:
                 np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
@@ -824,7 +830,7 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
     per_example: dict = {}
     results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True,
                               per_example=per_example)
-    attach_task_scores(dataset, results, preds, echo)
+    attach_task_scores(dataset, results, preds, echo, per_example=per_example, out_dir=out_dir)
     for set_name, m in results.items():
         echo(f"eval [{set_name}] {summary_line(m)}")
         if out_dir is not None and set_name in preds:
