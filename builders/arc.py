@@ -19,7 +19,7 @@ from hrm_data.builder import Builder, Group, Info, Option
 from hrm_data.format import PuzzleBlock
 from hrm_data.grid_symmetry import VOCAB, encode_grid, symmetry_key
 
-from .arc_encode import encode_versions, perm_string, plan_versions, task_rng
+from .arc_encode import encode_versions, perm_string, perm_strings, plan_versions, task_rng
 from .arc_tasks import Task, TaskError, load_source
 
 SEP = "|||"
@@ -140,8 +140,17 @@ class Plan:
         self.by_name = {t.name: t for t in tasks}
 
 
+_VERSIONS: dict[tuple, tuple] = {}
+
+
 def _versions(task: Task, num_aug: int, seed: int):
-    return plan_versions(task.grids(), num_aug, task_rng(seed, task.name, 0))
+    """The task's versions (the same for its train and test groups; cached per process)."""
+    key = (task.name, num_aug, seed)
+    if key not in _VERSIONS:
+        if len(_VERSIONS) > 4096:
+            _VERSIONS.clear()
+        _VERSIONS[key] = plan_versions(task.grids(), num_aug, task_rng(seed, task.name, 0))
+    return _VERSIONS[key]
 
 
 def encode_group(args: tuple) -> tuple[str, list[str], np.ndarray, np.ndarray, np.ndarray, dict[str, Any], int]:
@@ -151,15 +160,16 @@ def encode_group(args: tuple) -> tuple[str, list[str], np.ndarray, np.ndarray, n
     rng = task_rng(seed, task.name, 1) if split == "train" else None
     x, y, dr, dc = encode_versions(pairs, ts, perms, rng)
     V, E = len(ts), len(pairs)
-    names = [identifier(task.name, ts[v], perms[v], v) for v in range(V)]
-    pstr = np.array([perm_string(p) for p in perms], dtype=object)
+    pstr = perm_strings(perms)
+    names = [task.name] + [f"{task.name}{SEP}t{int(ts[v])}{SEP}{pstr[v]}" for v in range(1, V)]
+    n = V * E
     rows = {
-        "task": [task.name] * (V * E),
-        "subset": [task.subset] * (V * E),
+        "task": np.full(n, task.name, object),
+        "subset": np.full(n, task.subset, object),
         "version": np.repeat(np.arange(V, dtype=np.int32), E),
         "transform": np.repeat(ts.astype(np.int8), E),
-        "permutation": np.repeat(pstr, E).tolist(),
-        "role": [r for _ in range(V) for r, _ in roles],
+        "permutation": np.repeat(np.array(pstr, object), E),
+        "role": np.tile(np.array([r for r, _ in roles], object), V),
         "pair": np.tile(np.array([i for _, i in roles], np.int16), V),
         "translated": (dr != 0) | (dc != 0),
         "row_offset": dr.astype(np.int8),

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from hrm_data.augment import NUM_DIHEDRAL, dihedral
-from hrm_data.grid_symmetry import CANVAS, COLOUR0, EOS, dihedral_classes
+from hrm_data.grid_symmetry import CANVAS, COLOUR0, EOS, NUM_COLOURS, dihedral_classes
 
 SWAPS = np.array([0, 1, 0, 1, 0, 0, 1, 1], bool)   # transforms that exchange height and width
 
@@ -31,6 +31,12 @@ def task_rng(seed: int, name: str, stream: int) -> np.random.Generator:
 
 def perm_string(perm: np.ndarray) -> str:
     return "".join(str(int(v)) for v in perm)
+
+
+def perm_strings(perms: np.ndarray) -> list[str]:
+    """perm_string of each row of (V, 10) digit maps, at once."""
+    b = (np.asarray(perms) + ord("0")).astype(np.uint8).tobytes().decode("ascii")
+    return [b[i:i + 10] for i in range(0, len(b), 10)]
 
 
 def plan_versions(grids: Sequence[np.ndarray], num_aug: int, rng: np.random.Generator
@@ -95,8 +101,6 @@ def encode_versions(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], ts: n
     one example per version (HRM's train rule). A pair without output gets an all-PAD label."""
     V, E = len(ts), len(pairs)
     S = CANVAS * CANVAS
-    x = np.zeros((V * E, S), np.uint8)
-    y = np.zeros((V * E, S), np.uint8)
     hmax = np.array([max(a.shape[0], b.shape[0] if b is not None else 0) for a, b in pairs])
     wmax = np.array([max(a.shape[1], b.shape[1] if b is not None else 0) for a, b in pairs])
     swap = SWAPS[ts][:, None]
@@ -111,25 +115,28 @@ def encode_versions(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], ts: n
     else:
         dr = np.zeros((V, E), np.int64)
         dc = np.zeros((V, E), np.int64)
-    lut = (perms + COLOUR0).astype(np.uint8)                    # (V, 10): colour -> token
-    xf, yf = x.reshape(-1), y.reshape(-1)
-    for t in np.unique(ts).tolist():
-        vs = np.flatnonzero(ts == t)
-        for e, (a, b) in enumerate(pairs):
-            base = (vs * E + e) * S
-            r0, c0 = dr[vs, e], dc[vs, e]
-            for grid, flat in ((a, xf), (b, yf)):
+    # scatter into a 31-wide scratch canvas (the EOS row/column may fall on row/column 30, where
+    # the reference clips it), then drop the spare row and column
+    P = CANVAS + 1
+    lut = np.concatenate([perms + COLOUR0, np.full((V, 1), EOS)], 1).astype(np.uint8)   # 10 = EOS
+    out = []
+    for side in (0, 1):
+        big = np.zeros((V * E, P * P), np.uint8)
+        flat = big.reshape(-1)
+        for t in np.unique(ts).tolist():
+            vs = np.flatnonzero(ts == t)
+            lv = lut[vs]
+            for e, pair in enumerate(pairs):
+                grid = pair[side]
                 if grid is None:
                     continue
                 g = dihedral(grid, t)
                 h, w = g.shape
-                rr, cc = np.divmod(np.arange(h * w), w)
-                pos = base[:, None] + (r0[:, None] + rr) * CANVAS + c0[:, None] + cc
-                flat[pos] = lut[vs][:, np.ascontiguousarray(g).ravel()]
-                below = r0 + h < CANVAS
-                if below.any():
-                    flat[(base[below, None] + (r0[below, None] + h) * CANVAS + c0[below, None] + np.arange(w))] = EOS
-                right = c0 + w < CANVAS
-                if right.any():
-                    flat[(base[right, None] + (r0[right, None] + np.arange(h)) * CANVAS + c0[right, None] + w)] = EOS
-    return x, y, dr.reshape(-1), dc.reshape(-1)
+                colours = np.concatenate([np.ascontiguousarray(g).ravel(), np.full(h + w, NUM_COLOURS)])
+                rr = np.concatenate([np.repeat(np.arange(h), w), np.full(w, h), np.arange(h)])
+                cc = np.concatenate([np.tile(np.arange(w), h), np.arange(w), np.full(h, w)])
+                local = rr * P + cc
+                off = (vs * E + e) * (P * P) + dr[vs, e] * P + dc[vs, e]
+                flat[off[:, None] + local[None]] = lv[:, colours]
+        out.append(np.ascontiguousarray(big.reshape(V * E, P, P)[:, :CANVAS, :CANVAS]).reshape(V * E, S))
+    return out[0], out[1], dr.reshape(-1), dc.reshape(-1)

@@ -750,6 +750,8 @@ class SplitWriter:
 
     def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
         V, ign = self.parent.vocab_size, self.parent.ignore_label_id
+        if x.dtype.kind == "u" and y.dtype.kind == "u" and x.size and x.max() < V and y.max() < V:
+            return  # the common case in two passes
         if x.min() < 0 or x.max() >= V:
             raise ValueError(f"puzzle {ident!r}: input token out of range [0, {V})")
         bad = (y < 0) | (y >= V)
@@ -767,7 +769,7 @@ class SplitWriter:
             rows.setdefault("example", np.arange(first, first + n, dtype=np.int64))
             if key is not None:
                 rows.setdefault("group_key", [key] * n)
-            buffered = len(next(iter(self._rows.values()), []))
+            buffered = _buffered(self._rows)
             for k in rows:
                 if k not in self._rows:
                     if self._parquet is not None:
@@ -776,14 +778,14 @@ class SplitWriter:
                     self._rows[k] = [None] * buffered
             for k in self._rows:
                 v = rows.get(k)
-                self._rows[k].extend(v.tolist() if isinstance(v, np.ndarray) else ([None] * n if v is None else v))
+                self._rows[k].append(_Column(np.full(n, None, object) if v is None else np.asarray(v)))
             rows = []
         for i, r in enumerate(rows):
             r = dict(r)
             r.setdefault("example", first + i)
             if key is not None:
                 r.setdefault("group_key", key)
-            buffered = len(next(iter(self._rows.values()), []))
+            buffered = _buffered(self._rows)
             for k in r:  # in order: same columns, same bytes
                 if k not in self._rows:
                     if self._parquet is not None:
@@ -793,15 +795,15 @@ class SplitWriter:
             for k in self._rows:
                 self._rows[k].append(r.get(k))
         self._row_count += n
-        if len(next(iter(self._rows.values()), [])) >= 65536:
+        if _buffered(self._rows) >= 65536:
             self._flush_rows()
 
     def _flush_rows(self) -> None:
-        if not self._rows or not len(next(iter(self._rows.values()))):
+        if not self._rows or not _buffered(self._rows):
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
-        table = pa.table(self._rows)
+        table = pa.table({k: _column_values(v) for k, v in self._rows.items()})
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self.dir / SIDE_TABLE, table.schema)
         else:
@@ -858,6 +860,31 @@ class SplitWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+
+
+class _Column:
+    """A block of side-table values given as a column (kept as an array until written)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+
+def _buffered(cols: dict[str, list]) -> int:
+    v = next(iter(cols.values()), [])
+    return sum(len(c.values) if isinstance(c, _Column) else 1 for c in v)
+
+
+def _column_values(chunks: list):
+    """One side-table column: Python values and column blocks, in order, as one array."""
+    import pyarrow as pa
+    if not any(isinstance(c, _Column) for c in chunks):
+        return chunks
+    parts = [c.values if isinstance(c, _Column) else np.array([c], object) for c in chunks]
+    if all(p.dtype != object for p in parts) and len({p.dtype for p in parts}) == 1:
+        return pa.array(np.concatenate(parts))
+    return pa.array(np.concatenate([p.astype(object) for p in parts]), from_pandas=True)
 
 
 def write_metadata(split_dir: Path, meta: Metadata) -> None:
