@@ -139,10 +139,9 @@ def invariant_hash(inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     cx = np.bincount((idx + x).ravel(), minlength=n * VOCAB).reshape(n, VOCAB)
     cy = np.bincount((idx + y).ravel(), minlength=n * VOCAB).reshape(n, VOCAB)
     pairs = np.sort(cx[:, COLOUR0 + 1:] * 1024 + cy[:, COLOUR0 + 1:], axis=1)
-    a = np.stack([hx, wx, hy, wy], 1)
-    b = np.stack([wx, hx, wy, hy], 1)
-    swap = (a[:, :, None] * 64 ** np.arange(4)[::-1]).sum(1) > (b[:, :, None] * 64 ** np.arange(4)[::-1]).sum(1)
-    shapes = np.where(swap[:, None], b, a)
+    a = ((hx * 32 + wx) * 32 + hy) * 32 + wy
+    b = ((wx * 32 + hx) * 32 + wy) * 32 + hy
+    shapes = np.minimum(a, b)[:, None]
     feats = np.concatenate([shapes, cx[:, [COLOUR0]], cy[:, [COLOUR0]], pairs], 1).astype(np.uint64)
     h = np.full(n, 0x243F6A8885A308D3, np.uint64)
     with np.errstate(over="ignore"):
@@ -161,3 +160,68 @@ def canvas_symmetry_keys(inputs: np.ndarray, labels: np.ndarray) -> list[bytes]:
         go = canvas_grid(y[i], by[2][i], by[3][i], by[0][i], by[1][i])
         keys.append(symmetry_key([gi, go]))
     return keys
+
+
+def symmetric_leaks(train: Sequence[tuple[np.ndarray, np.ndarray]], test: Sequence[tuple[np.ndarray, np.ndarray]],
+                    chunk: int = 16384) -> list[tuple[int, int]]:
+    """(test row, train row) for every test canvas pair that equals a train canvas pair up to
+    translation, a dihedral transform and a permutation of colours 1-9. ``train`` and ``test``
+    are lists of (inputs, labels) array pairs (memory-mapped is fine), rows counted across them.
+
+    An invariant hash of every row finds candidates in one vectorized pass; each candidate is
+    confirmed with exact symmetry keys (computed once per distinct colour pattern), so a hash
+    collision costs time but never gives a false finding. Test rows whose label is all PAD
+    (unknown outputs) are skipped."""
+    def hashes(parts):
+        out, known = [], []
+        for x, y in parts:
+            for lo in range(0, len(x), chunk):
+                xb, yb = np.asarray(x[lo:lo + chunk]), np.asarray(y[lo:lo + chunk])
+                out.append(invariant_hash(xb, yb))
+                known.append((yb != PAD).any(1))
+        return (np.concatenate(out) if out else np.zeros(0, np.uint64),
+                np.concatenate(known) if known else np.zeros(0, bool))
+
+    def fetch(parts, rows):
+        offs = np.cumsum([0] + [len(x) for x, _ in parts])
+        xs, ys = [], []
+        for r in rows:
+            k = int(np.searchsorted(offs, r, side="right") - 1)
+            xs.append(np.asarray(parts[k][0][r - offs[k]]))
+            ys.append(np.asarray(parts[k][1][r - offs[k]]))
+        return np.stack(xs), np.stack(ys)
+
+    h_tr, _ = hashes(train)
+    h_te, known = hashes(test)
+    hit = np.flatnonzero(np.isin(h_te, h_tr) & known)
+    if not hit.size:
+        return []
+    found: list[tuple[int, int]] = []
+    order = np.argsort(h_tr, kind="stable")
+    sorted_tr = h_tr[order]
+    for value in np.unique(h_te[hit]).tolist():
+        te_rows = hit[h_te[hit] == value]
+        te_keys = canvas_symmetry_keys(*fetch(test, te_rows))
+        wanted = set(te_keys)
+        lo, hi = np.searchsorted(sorted_tr, value), np.searchsorted(sorted_tr, value, side="right")
+        tr_rows = np.sort(order[lo:hi])
+        match: dict[bytes, int] = {}
+        seen_patterns: set[bytes] = set()
+        for start in range(0, len(tr_rows), 256):
+            block = tr_rows[start:start + 256]
+            x, y = fetch(train, block)
+            bx, by = grid_boxes(x), grid_boxes(y)
+            for i, r in enumerate(block.tolist()):
+                gi = canvas_grid(x[i], bx[2][i], bx[3][i], bx[0][i], bx[1][i])
+                go = canvas_grid(y[i], by[2][i], by[3][i], by[0][i], by[1][i])
+                pattern = colour_canonical([gi, go])[0]
+                if pattern in seen_patterns:
+                    continue
+                seen_patterns.add(pattern)
+                k = symmetry_key([gi, go])
+                if k in wanted and k not in match:
+                    match[k] = r
+            if len(match) == len(wanted):
+                break
+        found.extend((int(t), match[k]) for t, k in zip(te_rows.tolist(), te_keys) if k in match)
+    return sorted(found)

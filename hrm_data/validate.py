@@ -77,6 +77,8 @@ CODES: dict[str, tuple[str, str]] = {
     # leakage
     "E601": ("test-example-in-train", "a test example (input and label) also appears in train"),
     "E602": ("group-key-in-both-splits", "a side-table group_key appears in both train and test"),
+    "E603": ("test-pair-in-train-under-symmetry", "ARC-encoded grids: a test pair is a train pair rotated, reflected, "
+                                                  "recoloured (colours 1-9) or translated"),
     "W603": ("bad-side-table", "examples.parquet is unreadable or does not have one row per example"),
     # well-posedness
     "E701": ("ill-posed", "two examples of a split have the same input and puzzle identifier but different labels"),
@@ -336,6 +338,7 @@ class _Validator:
         if self.bar is not None:
             self.bar.close()
         self.check_leakage()
+        self.check_symmetric_leakage()
         self.check_group_keys()
         if self.deep:
             self.run_deep()
@@ -876,6 +879,26 @@ class _Validator:
                          lambda st, r: f"same input and puzzle identifier as train/{st} row {r} but a different "
                                        "label: the target is not a function of what the model sees; fix the labels "
                                        "or give the puzzles different identifiers")
+
+    def check_symmetric_leakage(self) -> None:
+        """E603, for datasets in HRM's ARC encoding (vocab 12, 30 x 30): see grid_symmetry."""
+        from .grid_symmetry import is_arc_layout, symmetric_leaks
+        tr, te = self.splits["train"], self.splits["test"]
+        if tr.meta is None or not is_arc_layout(tr.meta.vocab_size, tr.meta.seq_len):
+            return
+        trs = [s for s in tr.sets if s.rows_ok and s.N]
+        tes = [s for s in te.sets if s.rows_ok and s.N]
+        if not trs or not tes:
+            return
+        pairs = symmetric_leaks([(s.arrays["inputs"], s.arrays["labels"]) for s in trs],
+                                [(s.arrays["inputs"], s.arrays["labels"]) for s in tes])
+        if not pairs:
+            return
+        te_idx, tr_idx = (np.array(v, np.int64) for v in zip(*pairs))
+        self._emit_pairs("E603", te_idx, tr_idx, tes, self._offsets(tes), trs, self._offsets(trs), "labels",
+                         lambda st, r: f"this test pair is train/{st} row {r} rotated, reflected, recoloured or "
+                                       "translated: augmented training has seen it; drop the train puzzle (hrm-data "
+                                       "build arc --leaks drop) or move the pair")
 
     def _emit_pairs(self, code, te_idx, tr_idx, tes, off_te, trs, off_tr, field_, msg) -> None:
         total = int(te_idx.size)
