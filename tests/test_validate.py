@@ -234,7 +234,7 @@ def test_code_does_not_trigger(tmp_path, code, bad, near):
 
 
 def test_every_code_has_a_case_and_docs():
-    assert {c[0] for c in CASES} | {"W901", "E902"} == set(CODES)
+    assert {c[0] for c in CASES} | {"W901", "E902", "E603"} == set(CODES)   # E603: tests/test_arc.py
     docs = (Path(__file__).resolve().parents[1] / "docs" / "validate.md").read_text()
     for code in CODES:
         assert f"`{code}`" in docs, code
