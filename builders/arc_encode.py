@@ -94,6 +94,26 @@ def plan_versions(grids: Sequence[np.ndarray], num_aug: int, rng: np.random.Gene
     return np.concatenate(ts), np.concatenate(ps), distinct
 
 
+_FRAMES: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _frame(h: int, w: int) -> np.ndarray:
+    """Positions on the 31-wide scratch canvas of an h x w grid's cells, then its EOS row below
+    and EOS column right (what _with_eos gives the colours of)."""
+    if (h, w) not in _FRAMES:
+        P = CANVAS + 1
+        rr = np.concatenate([np.repeat(np.arange(h), w), np.full(w, h), np.arange(h)])
+        cc = np.concatenate([np.tile(np.arange(w), h), np.arange(w), np.full(h, w)])
+        _FRAMES[(h, w)] = rr * P + cc
+    return _FRAMES[(h, w)]
+
+
+def _with_eos(g: np.ndarray) -> np.ndarray:
+    out = np.full(g.size + g.shape[0] + g.shape[1], NUM_COLOURS, np.int64)
+    out[:g.size] = g.ravel()
+    return out
+
+
 def encode_versions(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], ts: np.ndarray, perms: np.ndarray,
                     rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every pair of every version on the canvas, version-major: (V*E, 900) inputs and labels
@@ -116,27 +136,30 @@ def encode_versions(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], ts: n
         dr = np.zeros((V, E), np.int64)
         dc = np.zeros((V, E), np.int64)
     # scatter into a 31-wide scratch canvas (the EOS row/column may fall on row/column 30, where
-    # the reference clips it), then drop the spare row and column
+    # the reference clips it), then drop the spare row and column; one scatter per transform and
+    # side covers every pair of every version that uses the transform
     P = CANVAS + 1
     lut = np.concatenate([perms + COLOUR0, np.full((V, 1), EOS)], 1).astype(np.uint8)   # 10 = EOS
+    shift = dr * P + dc + np.arange(E)[None] * (P * P)                                  # (V, E)
     out = []
     for side in (0, 1):
         big = np.zeros((V * E, P * P), np.uint8)
         flat = big.reshape(-1)
         for t in np.unique(ts).tolist():
             vs = np.flatnonzero(ts == t)
-            lv = lut[vs]
+            e_idx, local, colours = [], [], []
             for e, pair in enumerate(pairs):
                 grid = pair[side]
                 if grid is None:
                     continue
                 g = dihedral(grid, t)
-                h, w = g.shape
-                colours = np.concatenate([np.ascontiguousarray(g).ravel(), np.full(h + w, NUM_COLOURS)])
-                rr = np.concatenate([np.repeat(np.arange(h), w), np.full(w, h), np.arange(h)])
-                cc = np.concatenate([np.tile(np.arange(w), h), np.arange(w), np.full(h, w)])
-                local = rr * P + cc
-                off = (vs * E + e) * (P * P) + dr[vs, e] * P + dc[vs, e]
-                flat[off[:, None] + local[None]] = lv[:, colours]
+                colours.append(_with_eos(g))
+                local.append(_frame(*g.shape))
+                e_idx.append(np.full(local[-1].size, e))
+            if not local:
+                continue
+            e_idx, local, colours = np.concatenate(e_idx), np.concatenate(local), np.concatenate(colours)
+            off = (vs * (E * P * P))[:, None] + shift[vs][:, e_idx] + local[None]
+            flat[off] = lut[vs][:, colours]
         out.append(np.ascontiguousarray(big.reshape(V * E, P, P)[:, :CANVAS, :CANVAS]).reshape(V * E, S))
     return out[0], out[1], dr.reshape(-1), dc.reshape(-1)

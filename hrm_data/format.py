@@ -375,7 +375,7 @@ class _NpyAppender:
         block = np.asarray(block)
         if block.shape[1:] != self.row_shape:
             raise ValueError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected {self.row_shape}")
-        self.f.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.f.write(np.ascontiguousarray(block, dtype=self.dtype).data)  # no intermediate bytes copy
         self.rows += block.shape[0]
 
     def close(self) -> None:
