@@ -261,7 +261,8 @@ class ARC(Builder):
             raise ValueError(f"no tasks in {', '.join(o['sources'])}")
         tasks.sort(key=lambda t: (t.order, t.subset, t.name))
         seen: Counter = Counter()
-        for t in tasks:   # unique identifier names, in the canonical order
+        tested = lambda t: any(t.subset == s or t.subset.startswith(s + "/") for s in o["test_subsets"])  # noqa: E731
+        for t in sorted(tasks, key=lambda t: not tested(t)):   # unique names; test tasks keep theirs
             seen[t.name] += 1
             if seen[t.name] > 1:
                 t.meta["original_name"] = t.name
