@@ -20,6 +20,7 @@ from hrm_data.augment import INVERSE, NUM_DIHEDRAL, dihedral
 from hrm_data.grid_symmetry import CANVAS, COLOUR0, EOS, PAD, VOCAB, crop_sizes, grid_boxes, to_top_left
 
 KS = (1, 2, 10, 100)
+CHUNK = 16384
 _M = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -28,21 +29,32 @@ def _hash(rows: np.ndarray) -> np.ndarray:
     return row_hash(np.ascontiguousarray(rows, np.uint8))
 
 
-def _identifier_table(names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Per identifier id: task index, transform, inverse colour LUT over tokens (12,); task names."""
-    from .arc import parse_identifier
+def _identifier_table(names: list[str], used: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Per identifier id (those in ``used``, default all): task index, transform, inverse colour
+    LUT over tokens (12,); and the task names. Vectorized over the colour maps."""
+    from .arc import SEP, parse_identifier
+    n = len(names)
+    ids = np.arange(1, n) if used is None else np.unique(np.asarray(used))
+    ids = ids[(ids > 0) & (ids < n)]
     tasks: dict[str, int] = {}
-    tix = np.zeros(len(names), np.int64)
-    tr = np.zeros(len(names), np.int64)
-    lut = np.tile(np.arange(VOCAB, dtype=np.uint8), (len(names), 1))
-    for i, n in enumerate(names):
-        if i == 0:
-            continue
-        task, t, perm = parse_identifier(n)
+    tix = np.zeros(n, np.int64)
+    tr = np.zeros(n, np.int64)
+    digits = []
+    for i in ids.tolist():
+        parts = names[i].split(SEP)
+        if len(parts) == 3 and parts[1][:1] == "t" and len(parts[2]) == 10:
+            task, t, perm = parts[0], int(parts[1][1:]), parts[2]
+        else:
+            task, t, pm = parse_identifier(names[i])
+            perm = "".join(map(str, pm.tolist()))
         tix[i] = tasks.setdefault(task, len(tasks))
         tr[i] = t
-        inv = np.argsort(perm)
-        lut[i, COLOUR0:] = inv + COLOUR0
+        digits.append(perm)
+    lut = np.tile(np.arange(VOCAB, dtype=np.uint8), (n, 1))
+    if digits:
+        perms = np.frombuffer("".join(digits).encode("ascii"), np.uint8).reshape(-1, 10).astype(np.int64) - 48
+        lut[ids, COLOUR0:] = np.argsort(perms, axis=1) + COLOUR0
     return tix, tr, lut, list(tasks)
 
 
@@ -69,8 +81,8 @@ def _rows(dataset, split: str):
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     sp = ds.split(split)
     sets = [sp.set(s) for s in sp.metadata.sets]
-    x = np.concatenate([np.asarray(s.inputs) for s in sets])
-    y = np.concatenate([np.asarray(s.labels) for s in sets])
+    x = sets[0].inputs if len(sets) == 1 else np.concatenate([np.asarray(s.inputs) for s in sets])
+    y = sets[0].labels if len(sets) == 1 else np.concatenate([np.asarray(s.labels) for s in sets])
     pid = np.concatenate([np.asarray(s.puzzle_identifiers)[s.example_puzzle()] for s in sets])
     return ds, sp, x, y, pid
 
@@ -82,14 +94,21 @@ def score(dataset, split: str, predictions: np.ndarray, *, q_halt=None, evaluati
     p = np.asarray(predictions).reshape(N, -1)
     q = np.zeros(N) if q_halt is None else np.asarray(q_halt, np.float64).reshape(N)
     conf = 1.0 / (1.0 + np.exp(-q))
-    tix_of, tr_of, lut_of, task_names = _identifier_table(ds.identifiers)
-    tix, t, lut = tix_of[pid], tr_of[pid], lut_of[pid]
-    raw_in = undo(x, grid_boxes(x), t, lut)
-    raw_lab = undo(y, grid_boxes(y), t, lut)
-    raw_pred = undo(p, (np.zeros(N, np.int64), np.zeros(N, np.int64), *crop_sizes(p)), t, lut)
-    known = (np.asarray(y) != PAD).any(1)
-    h_in = _hash(raw_in) ^ (tix.astype(np.uint64) * _M)
-    h_lab, h_pred = _hash(raw_lab), _hash(raw_pred)
+    tix_of, tr_of, lut_of, task_names = _identifier_table(ds.identifiers, pid)
+    tix = tix_of[pid]
+    raw_pred = np.empty((N, CANVAS * CANVAS), np.uint8)
+    h_in, h_lab, h_pred = (np.empty(N, np.uint64) for _ in range(3))
+    known = np.empty(N, bool)
+    for lo in range(0, N, CHUNK):   # bounded memory whatever the test size
+        sl = slice(lo, lo + CHUNK)
+        xb, yb, pb = np.asarray(x[sl]), np.asarray(y[sl]), np.asarray(p[sl])
+        t, lut = tr_of[pid[sl]], lut_of[pid[sl]]
+        n = len(xb)
+        h_in[sl] = _hash(undo(xb, grid_boxes(xb), t, lut)) ^ (tix[sl].astype(np.uint64) * _M)
+        h_lab[sl] = _hash(undo(yb, grid_boxes(yb), t, lut))
+        raw_pred[sl] = undo(pb, (np.zeros(n, np.int64), np.zeros(n, np.int64), *crop_sizes(pb)), t, lut)
+        h_pred[sl] = _hash(raw_pred[sl])
+        known[sl] = (yb != PAD).any(1)
 
     # votes of this evaluation, merged into the run's state when votes accumulate
     meta = sp.metadata.extra.get("arc") or {}
@@ -120,8 +139,7 @@ def score(dataset, split: str, predictions: np.ndarray, *, q_halt=None, evaluati
     pair_col = side["pair"].to_numpy() if side is not None and "pair" in side.columns and len(side) == N else None
     for r in np.unique(h_in, return_index=True)[1].tolist():
         inputs[int(h_in[r])] = {"task": task_names[tix[r]] if len(task_names) else "", "known": False,
-                                "label": None, "pair": int(pair_col[r]) if pair_col is not None else r,
-                                "input": raw_in[r]}
+                                "label": None, "pair": int(pair_col[r]) if pair_col is not None else r}
     for r in np.flatnonzero(known).tolist() if known.any() else []:
         d = inputs[int(h_in[r])]
         if not d["known"]:
@@ -237,12 +255,13 @@ def check_dataset(dataset, builder, progress: bool = False, max_per_code: int = 
         add("W202", "test", None, f"raw tasks not available ({e}); the inverse augmentation was not checked", None)
         return findings
     ds, sp, x, y, pid = _rows(dataset, "test")
-    tix_of, tr_of, lut_of, task_names = _identifier_table(ds.identifiers)
-    raw = undo(x, grid_boxes(x), tr_of[pid], lut_of[pid])
+    tix_of, tr_of, lut_of, task_names = _identifier_table(ds.identifiers, pid)
+    h_raw = np.concatenate([_hash(undo(np.asarray(x[lo:lo + CHUNK]), grid_boxes(np.asarray(x[lo:lo + CHUNK])),
+                                       tr_of[pid[lo:lo + CHUNK]], lut_of[pid[lo:lo + CHUNK]]))
+                            for lo in range(0, len(x), CHUNK)]) if len(x) else np.zeros(0, np.uint64)
     side = sp.side_table()
     pairs = side["pair"].to_numpy() if side is not None and "pair" in side.columns else None
     from hrm_data.grid_symmetry import encode_grid
-    h_raw = _hash(raw)
     expect: dict[tuple[str, int], int] = {}
     for t in plan.test:
         for j, (a, _) in enumerate(t.test):
