@@ -769,13 +769,7 @@ class SplitWriter:
             rows.setdefault("example", np.arange(first, first + n, dtype=np.int64))
             if key is not None:
                 rows.setdefault("group_key", [key] * n)
-            buffered = _buffered(self._rows)
-            for k in rows:
-                if k not in self._rows:
-                    if self._parquet is not None:
-                        raise ValueError(f"side-table column {k!r} first appears at example {first}, after "
-                                         f"rows were written without it; give every row the same keys")
-                    self._rows[k] = [None] * buffered
+            self._new_columns(rows, first)
             for k in self._rows:
                 v = rows.get(k)
                 self._rows[k].append(_Column(np.full(n, None, object) if v is None else np.asarray(v)))
@@ -785,18 +779,22 @@ class SplitWriter:
             r.setdefault("example", first + i)
             if key is not None:
                 r.setdefault("group_key", key)
-            buffered = _buffered(self._rows)
-            for k in r:  # in order: same columns, same bytes
-                if k not in self._rows:
-                    if self._parquet is not None:
-                        raise ValueError(f"side-table column {k!r} first appears at example {first + i}, after "
-                                         f"rows were written without it; give every row the same keys")
-                    self._rows[k] = [None] * buffered
+            self._new_columns(r, first + i)
             for k in self._rows:
                 self._rows[k].append(r.get(k))
         self._row_count += n
         if _buffered(self._rows) >= 65536:
             self._flush_rows()
+
+    def _new_columns(self, keys, example: int) -> None:
+        """Start the columns ``keys`` brings that are new (in order: same columns, same bytes)."""
+        buffered = _buffered(self._rows)
+        for k in keys:
+            if k not in self._rows:
+                if self._parquet is not None:
+                    raise ValueError(f"side-table column {k!r} first appears at example {example}, after "
+                                     f"rows were written without it; give every row the same keys")
+                self._rows[k] = [None] * buffered
 
     def _flush_rows(self) -> None:
         if not self._rows or not _buffered(self._rows):

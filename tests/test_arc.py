@@ -377,3 +377,23 @@ def test_hrm_train_on_a_tiny_arc_build_prints_pass_at_2(small_dir, tmp_path):
     assert len(evals) == 2 and all("pass@2" in l for l in evals), r.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "submission.json").exists()
+
+
+def test_writer_puzzle_blocks_and_side_table_columns(tmp_path):
+    from hrm_data.format import DatasetWriter, Group, Puzzle, PuzzleBlock
+    x = np.arange(12, dtype=np.uint8).reshape(6, 2) % 5
+    with DatasetWriter(tmp_path / "d", vocab_size=5, seq_len=2) as w:
+        with w.split("train") as s:
+            s.add_group(Group(PuzzleBlock(["a", "b"], np.array([2, 4]), x, x), key="k",
+                              rows={"v": np.arange(6), "name": np.array(list("uvwxyz"), object)}))
+            s.add_group(Group([Puzzle("c", x[:1], x[:1])], rows=[{"v": 9, "name": "q"}]))
+            with pytest.raises(ValueError, match="one size >= 1 per identifier"):
+                s.add_group(Group(PuzzleBlock(["a"], np.array([5]), x, x)))
+            with pytest.raises(ValueError, match="out of range"):
+                s.add_group(Group(PuzzleBlock(["a"], np.array([6]), x + 5, x)))
+    ds = Dataset(tmp_path / "d")
+    tr = ds.train.set("all")
+    assert tr.puzzle_indices.tolist() == [0, 2, 6, 7] and tr.group_indices.tolist() == [0, 2, 3]
+    t = ds.train.side_table()
+    assert t["v"].tolist() == [0, 1, 2, 3, 4, 5, 9] and t["name"].tolist() == list("uvwxyzq")
+    assert t["group_key"].tolist() == ["k"] * 6 + [None] and t["example"].tolist() == list(range(7))
