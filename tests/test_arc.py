@@ -396,4 +396,5 @@ def test_writer_puzzle_blocks_and_side_table_columns(tmp_path):
     assert tr.puzzle_indices.tolist() == [0, 2, 6, 7] and tr.group_indices.tolist() == [0, 2, 3]
     t = ds.train.side_table()
     assert t["v"].tolist() == [0, 1, 2, 3, 4, 5, 9] and t["name"].tolist() == list("uvwxyzq")
-    assert t["group_key"].tolist() == ["k"] * 6 + [None] and t["example"].tolist() == list(range(7))
+    assert t["group_key"][:6].tolist() == ["k"] * 6 and t["group_key"].isna().tolist() == [False] * 6 + [True]
+    assert t["example"].tolist() == list(range(7))
