@@ -255,8 +255,8 @@ class ARC(Builder):
             for i, spec in enumerate(o["sources"]):
                 tasks.extend(load_source(spec, i, on_error=(lambda e: on_error(str(e))) if on_error else None))
         except TaskError as e:
-            raise ValueError(f"{e} (or pass --skip-bad to build the rest)" if "cannot read" not in str(e)
-                             and not str(e).startswith("--source") else str(e)) from None
+            raise ValueError(str(e) if str(e).startswith("--source") else f"{e} (or pass --skip-bad to build the rest)"
+                             ) from None
         if not tasks:
             raise ValueError(f"no tasks in {', '.join(o['sources'])}")
         tasks.sort(key=lambda t: (t.order, t.subset, t.name))

