@@ -14,21 +14,27 @@ DIHEDRAL_NAMES = ("id", "rot90", "rot180", "rot270", "flip_lr", "flip_ud", "tran
 
 
 def dihedral(grids: np.ndarray, tid: int) -> np.ndarray:
-    """Apply transform ``tid`` to the last two axes of ``grids`` (..., H, W)."""
+    """Apply transform ``tid`` to the last two axes of ``grids`` (..., H, W).
+
+    Plain slicing and axis swaps (views, as np.rot90 / np.flip return, at a fraction of their
+    call cost: builders call this per grid)."""
     g = np.asarray(grids)
-    ax = (-2, -1)
     if tid == 0:
         return g
-    if tid in (1, 2, 3):
-        return np.rot90(g, k=tid, axes=ax)
+    if tid == 1:      # np.rot90(g, 1): counter-clockwise
+        return np.swapaxes(g[..., ::-1], -2, -1)
+    if tid == 2:
+        return g[..., ::-1, ::-1]
+    if tid == 3:      # np.rot90(g, 3)
+        return np.swapaxes(g, -2, -1)[..., ::-1]
     if tid == 4:
-        return np.flip(g, axis=-1)
+        return g[..., ::-1]
     if tid == 5:
-        return np.flip(g, axis=-2)
+        return g[..., ::-1, :]
     if tid == 6:
         return np.swapaxes(g, -2, -1)
-    if tid == 7:
-        return np.flip(np.rot90(g, k=1, axes=ax), axis=-1)
+    if tid == 7:      # flip left-right after rot90
+        return np.swapaxes(g[..., ::-1], -2, -1)[..., ::-1]
     raise ValueError(f"dihedral transform id must be 0..7, got {tid}")
 
 

@@ -632,6 +632,7 @@ class SplitWriter:
         self._gsizes: list[int] = []
         self.num_examples = 0
         self._rows: dict[str, list] = {}
+        self._buffered = 0       # rows held in self._rows, not yet written
         self._row_count = 0
         self._parquet = None
         self._closed = False
@@ -768,7 +769,7 @@ class SplitWriter:
             rows = {**rows}
             rows.setdefault("example", np.arange(first, first + n, dtype=np.int64))
             if key is not None:
-                rows.setdefault("group_key", [key] * n)
+                rows.setdefault("group_key", np.full(n, key, object))
             self._new_columns(rows, first)
             for k in self._rows:
                 v = rows.get(k)
@@ -783,12 +784,13 @@ class SplitWriter:
             for k in self._rows:
                 self._rows[k].append(r.get(k))
         self._row_count += n
-        if _buffered(self._rows) >= 65536:
+        self._buffered += n
+        if self._buffered >= 65536:
             self._flush_rows()
 
     def _new_columns(self, keys, example: int) -> None:
         """Start the columns ``keys`` brings that are new (in order: same columns, same bytes)."""
-        buffered = _buffered(self._rows)
+        buffered = self._buffered + example - self._row_count   # rows of this call already added
         for k in keys:
             if k not in self._rows:
                 if self._parquet is not None:
@@ -797,7 +799,7 @@ class SplitWriter:
                 self._rows[k] = [None] * buffered
 
     def _flush_rows(self) -> None:
-        if not self._rows or not _buffered(self._rows):
+        if not self._rows or not self._buffered:
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -808,6 +810,7 @@ class SplitWriter:
             table = table.cast(self._parquet.schema)
         self._parquet.write_table(table)
         self._rows = {k: [] for k in self._rows}
+        self._buffered = 0
 
     def close(self) -> None:
         if self._closed:
@@ -867,11 +870,6 @@ class _Column:
 
     def __init__(self, values: np.ndarray):
         self.values = values
-
-
-def _buffered(cols: dict[str, list]) -> int:
-    v = next(iter(cols.values()), [])
-    return sum(len(c.values) if isinstance(c, _Column) else 1 for c in v)
 
 
 def _column_values(chunks: list):
