@@ -108,12 +108,6 @@ def _frame(h: int, w: int) -> np.ndarray:
     return _FRAMES[(h, w)]
 
 
-def _with_eos(g: np.ndarray) -> np.ndarray:
-    out = np.full(g.size + g.shape[0] + g.shape[1], NUM_COLOURS, np.int64)
-    out[:g.size] = g.ravel()
-    return out
-
-
 def encode_versions(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], ts: np.ndarray, perms: np.ndarray,
                     rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every pair of every version on the canvas, version-major: (V*E, 900) inputs and labels
@@ -147,18 +141,17 @@ def encode_versions(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], ts: n
         flat = big.reshape(-1)
         for t in np.unique(ts).tolist():
             vs = np.flatnonzero(ts == t)
-            e_idx, local, colours = [], [], []
-            for e, pair in enumerate(pairs):
-                grid = pair[side]
-                if grid is None:
-                    continue
-                g = dihedral(grid, t)
-                colours.append(_with_eos(g))
-                local.append(_frame(*g.shape))
-                e_idx.append(np.full(local[-1].size, e))
-            if not local:
+            grids = [(e, dihedral(pair[side], t)) for e, pair in enumerate(pairs) if pair[side] is not None]
+            if not grids:
                 continue
-            e_idx, local, colours = np.concatenate(e_idx), np.concatenate(local), np.concatenate(colours)
+            local = np.concatenate([_frame(*g.shape) for _, g in grids])
+            sizes = [g.size + g.shape[0] + g.shape[1] for _, g in grids]
+            e_idx = np.repeat(np.array([e for e, _ in grids]), sizes)
+            colours = np.full(local.size, NUM_COLOURS, np.int64)           # EOS unless a cell
+            at = 0
+            for (_, g), n in zip(grids, sizes):
+                colours[at:at + g.size] = g.ravel()
+                at += n
             off = (vs * (E * P * P))[:, None] + shift[vs][:, e_idx] + local[None]
             flat[off] = lut[vs][:, colours]
         out.append(np.ascontiguousarray(big.reshape(V * E, P, P)[:, :CANVAS, :CANVAS]).reshape(V * E, S))

@@ -880,7 +880,11 @@ def _column_values(chunks: list):
     parts = [c.values if isinstance(c, _Column) else np.array([c], object) for c in chunks]
     if all(p.dtype != object for p in parts) and len({p.dtype for p in parts}) == 1:
         return pa.array(np.concatenate(parts))
-    return pa.array(np.concatenate([p.astype(object) for p in parts]), from_pandas=True)
+    values = np.concatenate([p.astype(object) for p in parts])
+    try:   # the common case, text: no per-value type inference
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(values, from_pandas=True)
 
 
 def write_metadata(split_dir: Path, meta: Metadata) -> None:
