@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import mmap
 import os
 import shutil
 import struct
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +20,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from . import safe_io
+
 SPLITS = ("train", "test")
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 BLANK_IDENTIFIER = "<blank>"
 SIDE_TABLE = "examples.parquet"  # per-split, one row per example, optional
+# Our own side files, the only entries besides the arrays and dataset.json that a folder may hold
+# and still count as a dataset (--force replaces only datasets: see commit.dataset_problems).
+SIDE_FILES = (SIDE_TABLE,)             # per split folder
+ROOT_SIDE_FILES = ("test_puzzles.json",)  # beside identifiers.json (TinyRecursiveModels' ARC builder)
 PROVENANCE_KEY = "hrm_data"      # our extra key in dataset.json (HRM's loader ignores it)
 
 # name -> accepted Python types; order is HRM's PuzzleDatasetMetadata order.
@@ -41,7 +47,12 @@ REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 class FormatError(Exception):
-    """A dataset on disk that cannot be read as HRM's format. The message names the file and the fix."""
+    """A dataset on disk that cannot be read as HRM's format. The message names the file and the fix;
+    ``code`` is the validate code (docs/validate.md) where one applies."""
+
+    def __init__(self, message: str = "", code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -73,6 +84,13 @@ class Metadata:
                 raise FormatError(f"{source}: field '{key}' is {value!r}; it must be {want}")
         if not all(isinstance(s, str) for s in d["sets"]):
             raise FormatError(f"{source}: field 'sets' must be a list of set names (strings)")
+        for s in d["sets"]:
+            safe_io.check_plain_name(s, source)
+        _check_bounds(d, source)
+        prov = d.get(PROVENANCE_KEY)
+        if prov is not None and not isinstance(prov, dict):
+            raise FormatError(f"{source}: field '{PROVENANCE_KEY}' is {_short(prov)}; it must be a JSON object "
+                              f"(the build's provenance) or be left out: rebuild or delete the key", code="E111")
         known = set(REQUIRED_FIELDS) | {"total_puzzles"}
         tp = d.get("total_puzzles")
         if tp is not None and (isinstance(tp, bool) or not isinstance(tp, int)):
@@ -96,22 +114,56 @@ class Metadata:
         return dict(self.extra.get(PROVENANCE_KEY) or {})
 
 
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+# field -> upper bound (safe_io's documented limits; validate code E509)
+_UPPER_BOUNDS = {
+    "vocab_size": safe_io.MAX_VOCAB_SIZE, "seq_len": safe_io.MAX_SEQ_LEN,
+    "num_puzzle_identifiers": safe_io.MAX_PUZZLE_IDENTIFIERS, "total_groups": safe_io.MAX_COUNT,
+    "total_puzzles": safe_io.MAX_COUNT, "mean_puzzle_examples": safe_io.MAX_COUNT,
+    "pad_id": safe_io.MAX_VOCAB_SIZE, "blank_identifier_id": safe_io.MAX_PUZZLE_IDENTIFIERS,
+}
+
+
+def _check_bounds(d: dict[str, Any], source: str) -> None:
+    """Values no model can be built from are refused by every reader (before anything allocates)."""
+    for key, hi in _UPPER_BOUNDS.items():
+        v = d.get(key)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise FormatError(f"{source}: field '{key}' is {v}; it must be a finite number: fix dataset.json or "
+                              f"rebuild the dataset", code="E508")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > hi:
+            raise FormatError(f"{source}: field '{key}' is {_short(v)}; no model can be built from it (the limit "
+                              f"is {hi:,}, see docs/validate.md E509): fix dataset.json or rebuild", code="E509")
+    ign = d.get("ignore_label_id")
+    if isinstance(ign, int) and abs(ign) > safe_io.MAX_VOCAB_SIZE:
+        raise FormatError(f"{source}: field 'ignore_label_id' is {_short(ign)}; it must fit the token dtype "
+                          f"(|value| <= {safe_io.MAX_VOCAB_SIZE:,}, see docs/validate.md E509)", code="E509")
+
+
 def read_json(path: Path) -> Any:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FormatError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e}); rewrite it or rebuild the dataset") from None
+    """One JSON file of a dataset; directories, FIFOs, loops, deep nesting... raise FormatError."""
+    return safe_io.read_json(path)
 
 
 def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
     """Open one .npy, memory-mapped where possible; truncated or corrupt files raise FormatError."""
-    if not path.exists():
-        raise FormatError(f"{path}: file not found; rebuild the dataset or copy the missing file")
+    shape, _, dtype, offset, size = safe_io.read_npy_header(path)  # type, permission and header first
+    if dtype.hasobject:
+        raise FormatError(f"{path}: holds Python objects (dtype {dtype}); HRM arrays are integers, rebuild it",
+                          code="E201")
+    if size < offset + int(np.prod(shape, dtype=object)) * dtype.itemsize:
+        raise FormatError(f"{path}: truncated or corrupt (shorter than its header says); the write or copy was interrupted, "
+                          f"rebuild or re-copy it", code="E105")
     try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if mmap:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with safe_io.open_regular(path) as f:
+                arr = np.load(f, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise FormatError(f"{path}: unreadable .npy ({e}); the file is truncated or corrupt, rebuild it") from None
     return arr
@@ -173,6 +225,7 @@ class Split:
         self._sets: dict[str, SetArrays] = {}
 
     def array_path(self, set_name: str, field_name: str) -> Path:
+        safe_io.check_plain_name(set_name, str(self.path / "dataset.json"))  # never leave the split folder
         return self.path / f"{set_name}__{field_name}.npy"
 
     def set(self, set_name: str) -> SetArrays:
@@ -199,10 +252,15 @@ class Split:
         if self.store is not None:
             return self.store.side_table(self.name)
         p = self.path / SIDE_TABLE
-        if not p.exists():
+        if not (p.exists() or p.is_symlink()):
             return None
+        safe_io.check_regular(p)
         import pandas as pd  # deferred: pandas costs ~0.3 s to import
-        return pd.read_parquet(p)
+        try:
+            return pd.read_parquet(p)
+        except Exception as e:  # noqa: BLE001  (pyarrow raises many types on a corrupt file)
+            raise FormatError(f"{p}: unreadable side table ({type(e).__name__}: {e}); rebuild the dataset",
+                              code="W603") from None
 
 
 class Dataset:
@@ -223,18 +281,23 @@ class Dataset:
     def identifiers(self) -> list[str]:
         if self.store is not None:
             return self.store.identifiers()
-        if not (self.path / "identifiers.json").exists():
+        if not ((self.path / "identifiers.json").exists() or (self.path / "identifiers.json").is_symlink()):
             raise FormatError(f"{self.path / 'identifiers.json'}: missing; every dataset has one at its root "
                               f"(a JSON list of names, entry 0 \"<blank>\"): rebuild the dataset or copy it")
         ids = read_json(self.path / "identifiers.json")
         if not isinstance(ids, list):
             raise FormatError(f"{self.path / 'identifiers.json'}: expected a JSON list of names")
+        if not all(isinstance(i, str) for i in ids):
+            bad = next(k for k, i in enumerate(ids) if not isinstance(i, str))
+            raise FormatError(f"{self.path / 'identifiers.json'}: entry {bad} is {_short(ids[bad])}; every entry must "
+                              f"be a name (a JSON string): rebuild the dataset", code="E107")
         return ids
 
     def has_split(self, name: str) -> bool:
         if self.store is not None:
             return self.store.has_split(name)
-        return (self.path / name / "dataset.json").exists()
+        p = self.path / name / "dataset.json"
+        return p.exists() or p.is_symlink()
 
     def split(self, name: str) -> Split:
         if name not in self._splits and self.store is not None:
@@ -463,12 +526,19 @@ class DatasetWriter:
         self.path = Path(path)
         if self.path.name in ("", ".", ".."):
             raise ValueError(f"{str(path)!r}: name the dataset folder itself (e.g. data/mine), not '.' or '..'")
+        from .commit import dataset_problems
+        for key, value, hi in (("vocab_size", vocab_size, safe_io.MAX_VOCAB_SIZE), ("seq_len", seq_len, safe_io.MAX_SEQ_LEN)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= hi:
+                raise ValueError(f"{key} is {value!r}; it must be an integer in [1, {hi:,}] (no model can be built "
+                                 f"from more, see docs/validate.md E509)")
+        self.force = force
         if self.path.exists() or self.path.is_symlink():
             if not force:
                 raise DatasetExistsError(f"{self.path}: already exists; pass --force to replace it, or choose another --out")
-            if not _replaceable(self.path):
-                raise DatasetExistsError(f"{self.path}: exists and is not an HRM dataset; refusing to replace it "
-                                         f"even with --force (choose another --out)")
+            probs = dataset_problems(self.path)
+            if probs:
+                raise DatasetExistsError(f"{self.path}: exists and is not an HRM dataset ({'; '.join(probs[:4])}); "
+                                         f"refusing to replace it even with --force (choose another --out)")
         self.vocab_size, self.seq_len, self.pad_id, self.ignore_label_id = vocab_size, seq_len, pad_id, ignore_label_id
         self.set_name = set_name
         self.extra = dict(extra or {})
@@ -505,9 +575,10 @@ class DatasetWriter:
         """Finish every split, write identifiers.json and the fingerprint, move into place."""
         if self._closed:
             return self.path
+        from .commit import commit
         try:
             self._finish()
-            _commit(self.tmp, self.path)
+            commit(self.tmp, self.path, self.force)
         except BaseException:
             self.abort()
             raise
@@ -529,10 +600,15 @@ class DatasetWriter:
             sw.write_metadata(fp)
 
     def abort(self) -> None:
-        for sw in self._splits.values():
-            sw.abort()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        """Remove the temp folder. Must survive a second error (disk full: closing a file re-flushes
+        and raises again), or the full-size temp folder would stay behind and keep the disk full."""
         self._closed = True
+        for sw in self._splits.values():
+            try:
+                sw.abort()
+            except Exception:  # noqa: BLE001  (the first error is the one the user sees)
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "DatasetWriter":
         return self
@@ -542,14 +618,6 @@ class DatasetWriter:
             self.close()
         else:
             self.abort()
-
-
-def _replaceable(path: Path) -> bool:
-    """--force may replace a dataset (ours or HRM's) or an empty folder, never anything else."""
-    if path.is_symlink() or not path.is_dir():
-        return False
-    return not any(path.iterdir()) or (path / "identifiers.json").exists() or any(
-        (path / s / "dataset.json").exists() for s in SPLITS)
 
 
 def _pid_alive(name: str, marker: str) -> bool:
@@ -575,47 +643,11 @@ def _recover_stale(target: Path) -> None:
     for p in target.parent.glob(f".{target.name}.old-*"):
         if _pid_alive(p.name, ".old-"):
             continue
-        if not (target.exists() or target.is_symlink()):
-            os.rename(p, target)
-        else:
-            _remove(p)
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    if sys.platform != "linux":
-        return False
-    try:
-        import ctypes
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    AT_FDCWD, RENAME_EXCHANGE = -100, 2
-    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
-
-
-def _commit(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` at ``target``. A dataset already there is swapped out in one atomic step, or,
-    where the OS cannot swap, moved aside first and put back by the next writer if we die between
-    the two renames. Either way some complete dataset is always at (or recoverable to) ``target``."""
-    if not (target.exists() or target.is_symlink()):
-        os.rename(tmp, target)
-        return
-    if _exchange(tmp, target):
-        _remove(tmp)  # tmp now holds the old dataset
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
-    os.rmdir(old)
-    os.rename(target, old)
-    os.rename(tmp, target)
-    _remove(old)
+        from .commit import remove_dataset, rename_noreplace
+        try:
+            rename_noreplace(p, target)
+        except FileExistsError:
+            remove_dataset(p)  # only the dataset's own files; anything foreign stays
 
 
 class SplitWriter:
@@ -849,11 +881,13 @@ class SplitWriter:
         write_metadata(self.dir, meta)
 
     def abort(self) -> None:
-        for a in (self._inputs, self._labels):
-            if not a.f.closed:
-                a.f.close()
-        if self._parquet is not None:
-            self._parquet.close()
+        for close in (self._inputs.f.close, self._labels.f.close,
+                      self._parquet.close if self._parquet is not None else None):
+            try:
+                if close is not None:
+                    close()
+            except Exception:  # noqa: BLE001  (e.g. ENOSPC again while flushing: the file is closed anyway)
+                pass
 
     def __enter__(self) -> "SplitWriter":
         return self
