@@ -1,13 +1,16 @@
 """`hrm-data`: build, validate, plan and look at HRM puzzle datasets.
 
 Every command keeps imports inside its body so `hrm-data --help` stays fast.
-Exit codes: 0 ok, 1 checked and found wrong, 2 bad usage or input that cannot be read.
+Exit codes (hrm_data/errors.py): 0 ok, 1 checked and found wrong, 2 bad usage or input that cannot
+be read, 3 internal error (a bug: --debug shows the traceback), 130 interrupted.
 """
 from __future__ import annotations
 
 import sys
 
 import click
+
+from .errors import ContractGroup, debug_option
 
 
 class BadInput(click.ClickException):
@@ -24,8 +27,9 @@ def _open(path: str):
         raise BadInput(str(e)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ContractGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hrm-data")
+@debug_option
 def main() -> None:
     """Build, check and plan datasets for Hierarchical Reasoning Models (HRM).
 

@@ -21,7 +21,10 @@ collision can cost time but never produce a false finding.
 from __future__ import annotations
 
 import json
+import errno
 import math
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import safe_io
 from .format import (
     BLANK_IDENTIFIER, FIELDS, PROVENANCE_KEY, SIDE_TABLE, SPLITS, FormatError, Metadata,
 )
@@ -50,6 +54,10 @@ CODES: dict[str, tuple[str, str]] = {
     "E107": ("bad-identifiers", "identifiers.json is missing, not JSON, or not a JSON list"),
     "W108": ("identifiers-blank", "identifiers.json's index 0 is not \"<blank>\""),
     "E109": ("no-sets", "dataset.json's sets is empty or names a set twice"),
+    "E110": ("bad-set-name", "a set name is not a plain name (it has '/', '..' or other path parts)"),
+    "E111": ("bad-provenance", "dataset.json's \"hrm_data\" provenance entry is not a JSON object"),
+    "E113": ("not-a-file", "a directory, FIFO, device or symlink loop is where a dataset file belongs"),
+    "E114": ("permission-denied", "a dataset file or folder cannot be read (permission denied)"),
     # shapes and dtypes
     "E201": ("bad-dtype", "an array is not of an integer dtype (bool, float, object...), or an index array is uint64"),
     "E202": ("bad-shape", "an array has the wrong number of dimensions, or inputs and labels differ in shape"),
@@ -74,6 +82,8 @@ CODES: dict[str, tuple[str, str]] = {
     "E507": ("splits-disagree", "train and test disagree on vocab_size, seq_len, pad_id, ignore_label_id, "
                                 "blank_identifier_id or num_puzzle_identifiers"),
     "E508": ("bad-metadata-value", "a metadata value is impossible (vocab_size < 1, pad_id outside the vocabulary, ...)"),
+    "E509": ("metadata-value-too-large", "a metadata value no model can be built from (vocab_size > 2^24, "
+                                         "seq_len > 2^20, ...; limits in docs/validate.md)"),
     # leakage
     "E601": ("test-example-in-train", "a test example (input and label) also appears in train"),
     "E602": ("group-key-in-both-splits", "a side-table group_key appears in both train and test"),
@@ -249,16 +259,27 @@ def _combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- helpers
 
-def _read_npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)  # type: ignore[attr-defined]
-        return tuple(shape), fortran, dtype, f.tell()
+def _rel(e: Exception, root: Path) -> str:
+    """An error message with the dataset root left out (the finding's location names the file)."""
+    msg = str(e)
+    for prefix in (f"{root}{os.sep}", f"{root}"):
+        if msg.startswith(prefix):
+            return msg[len(prefix):].lstrip(":" + os.sep + " ") or msg
+    return msg
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _read_bytes(p: Path) -> bytes:
+    with safe_io.open_regular(p) as f:
+        data = f.read(safe_io.MAX_JSON_BYTES + 1)
+    if len(data) > safe_io.MAX_JSON_BYTES:
+        raise FormatError(f"{p}: larger than {safe_io.MAX_JSON_BYTES >> 20} MiB; not a dataset metadata file",
+                          code="E102")
+    return data
 
 
 def _is_int_dtype(dtype: np.dtype) -> bool:
@@ -365,18 +386,22 @@ class _Validator:
         return st
 
     # ---- storage hooks: npy files here; storage_zarr.ZarrValidator reads a Zarr store instead
+    # (they raise FormatError with a code for a directory, FIFO, loop or unreadable file)
     def read_identifiers_text(self) -> bytes | None:
         p = self.root / "identifiers.json"
-        return p.read_bytes() if p.exists() else None
+        return _read_bytes(p) if os.path.lexists(p) else None
 
     def read_split_text(self, name: str) -> tuple[bytes | None, bool]:
         """(dataset.json bytes or None, whether the split folder exists)."""
-        mp = self.root / name / "dataset.json"
-        return (mp.read_bytes() if mp.exists() else None), (self.root / name).is_dir()
+        mp, sd = self.root / name / "dataset.json", self.root / name
+        if os.path.isdir(sd) and not os.access(sd, os.R_OK | os.X_OK):
+            raise FormatError(f"the {name}/ folder cannot be read: permission denied; make it readable (chmod a+rx) "
+                              "or run as its owner", code="E114")
+        return (_read_bytes(mp) if os.path.lexists(mp) else None), os.path.isdir(sd)
 
     def side_table_source(self, name: str):
         p = self.root / name / SIDE_TABLE
-        return p if p.exists() else None
+        return p if os.path.lexists(p) else None
 
     def open_dataset(self):
         from .format import Dataset
@@ -385,21 +410,25 @@ class _Validator:
     # ---- layout
     def check_identifiers(self) -> None:
         f = "identifiers.json"
-        text = self.read_identifiers_text()
+        try:
+            text = self.read_identifiers_text()
+            ids = None if text is None else safe_io.loads_json(text, "identifiers.json")
+        except FormatError as e:
+            code = e.code if e.code in ("E113", "E114") else "E107"
+            self.add(code, f"{_rel(e, self.root)}; rebuild the dataset or rewrite it as a JSON list of names", file=f)
+            return
         if text is None:
             self.add("E107", "identifiers.json is missing; write a JSON list of puzzle identifier names with "
                              "\"<blank>\" at index 0 (rebuild the dataset)", file=f)
-            return
-        try:
-            ids = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            self.add("E107", f"identifiers.json is not valid JSON ({e}); rebuild the dataset or rewrite it as a "
-                             "JSON list of names", file=f)
             return
         if not isinstance(ids, list):
             self.add("E107", f"identifiers.json holds a {type(ids).__name__}, not a JSON list of names; rewrite it "
                              "as a list with \"<blank>\" at index 0", file=f)
             return
+        bad = [k for k, i in enumerate(ids) if not isinstance(i, str)]
+        if bad:
+            self.add("E107", f"entry {bad[0]} is {_short(ids[bad[0]])} ({_plural(len(bad), 'entry')} not a string); every "
+                             "entry must be an identifier name: rebuild the dataset", file=f, index=bad[0])
         self.identifiers = ids
         if not ids or ids[0] != BLANK_IDENTIFIER:
             got = repr(ids[0]) if ids else "nothing (empty list)"
@@ -408,20 +437,21 @@ class _Validator:
 
     def load_split(self, name: str) -> _SplitState:
         sp = _SplitState(name)
-        text, folder = self.read_split_text(name)
+        try:
+            text, folder = self.read_split_text(name)
+        except FormatError as e:
+            self.add(e.code if e.code in CODES else "E102", _rel(e, self.root), split=name, file="dataset.json")
+            return sp
         if text is None:
             what = "folder" if not folder else "dataset.json"
             self.add("E101", f"the {name}/ {what} is missing; HRM's loader needs both train/ and test/ "
                              f"(rebuild the dataset)", split=name, file="dataset.json")
             return sp
         try:
-            raw = json.loads(text)
+            raw = safe_io.loads_json(text, f"{name}/dataset.json")
             sp.meta = Metadata.from_dict(raw, f"{name}/dataset.json")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            self.add("E102", f"not valid JSON ({e}); rebuild the dataset", split=name, file="dataset.json")
-            return sp
         except FormatError as e:
-            self.add("E102", str(e), split=name, file="dataset.json")
+            self.add(e.code if e.code in CODES else "E102", _rel(e, self.root), split=name, file="dataset.json")
             return sp
         m = sp.meta
         tp = raw.get("total_puzzles")
@@ -491,19 +521,18 @@ class _Validator:
     def open_array(self, sp: _SplitState, s: _SetState, f: str, loc: dict):
         """One array of a set, or None after adding the finding that says why it cannot be read."""
         path = self.root / sp.name / loc["file"]
-        if not path.exists():
+        if not os.path.lexists(path):
             self.add("E103", f"missing; every set needs all five arrays ({', '.join(FIELDS)}); rebuild the "
                              "dataset or copy the file", **loc)
             return None
         try:
-            shape, fortran, dtype, offset = _read_npy_header(path)
-        except Exception as e:  # noqa: BLE001  (any header failure means the same thing)
-            self.add("E104", f"not a readable .npy file ({e}); it is corrupt, rebuild the dataset", **loc)
+            shape, fortran, dtype, offset, size = safe_io.read_npy_header(path)
+        except FormatError as e:
+            self.add(e.code if e.code in CODES else "E104", _rel(e, self.root), **loc)
             return None
         if not self.dtype_ok(dtype, f, loc):
             return None
-        want = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        size = path.stat().st_size
+        want = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
         if size < want:
             self.add("E105", f"truncated: the file is {size:,} bytes but its header (shape {shape}, {dtype}) "
                              f"needs {want:,}; the write or copy was interrupted, rebuild or re-copy it", **loc)
@@ -513,8 +542,10 @@ class _Validator:
                              "describes: an unfinished or appended write; rebuild the dataset", **loc)
             return None
         try:
-            big = f in ("inputs", "labels")
-            arr = np.load(path, mmap_mode="r" if big and size > offset else None, allow_pickle=False)
+            arr = safe_io.open_npy(path, mmap=f in ("inputs", "labels"))
+        except FormatError as e:
+            self.add(e.code if e.code in CODES else "E104", _rel(e, self.root), **loc)
+            return None
         except (ValueError, OSError, EOFError) as e:
             self.add("E104", f"cannot be opened ({e}); it is corrupt, rebuild the dataset", **loc)
             return None
@@ -1009,11 +1040,17 @@ def validate(path, deep: bool = False, progress: bool = False) -> Report:
         from .storage_zarr import validate_zarr
         return validate_zarr(path, deep, progress)
     root = Path(path)
-    if not root.exists():
-        raise NotADataset(f"{root}: no such file or directory")
-    if not root.is_dir():
-        raise NotADataset(f"{root}: not a directory; a dataset is a folder with identifiers.json, train/ and test/")
-    if not any((root / s / "dataset.json").exists() for s in SPLITS) and not (root / "identifiers.json").exists():
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        raise NotADataset(safe_io.describe_os_error(root, e)[0] if e.errno != errno.ENOENT
+                          else f"{root}: no such file or directory") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADataset(f"{root}: is {safe_io.file_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'a file'}, "
+                          "not a directory; a dataset is a folder with identifiers.json, train/ and test/")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise NotADataset(f"{root}: permission denied; make the folder readable (chmod a+rx) or run as its owner")
+    if not any(os.path.lexists(root / s / "dataset.json") for s in SPLITS) and not os.path.lexists(root / "identifiers.json"):
         raise NotADataset(f"{root}: not an HRM dataset: no train/dataset.json, test/dataset.json or identifiers.json")
     return _Validator(root, deep, progress).run()
 

@@ -107,6 +107,21 @@ def _truncate(rel, drop=10):
     return post
 
 
+def _replace_with(rel, kind):
+    """Put a directory, a FIFO or a symlink loop where a dataset file belongs."""
+    def post(p):
+        import os
+        f = p / rel
+        f.unlink()
+        if kind == "dir":
+            f.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(f)
+        else:
+            os.symlink(f.name, f)  # a link to itself: ELOOP
+    return post
+
+
 def _json(rel, fn):
     def post(p):
         f = p / rel
@@ -158,6 +173,12 @@ CASES = [
     ("E107", dict(post=_write("identifiers.json", b'{"a": 1}')), None),
     ("W108", dict(ids=["a", "b", "c", "d"]), dict(ids=["<blank>", "x", "y", "z"])),
     ("E109", dict(meta=_meta("test", sets=[])), None),
+    # issue 7: set names are plain names, so no tool reads arrays outside the dataset folder
+    ("E110", dict(meta=_meta("train", sets=["../../other/train/all"])), dict(meta=_meta("train", sets=["all"]))),
+    ("E111", dict(meta=_meta("train", hrm_data="x")), dict(meta=_meta("train", hrm_data={"builder": "x"}))),
+    ("E113", dict(post=_replace_with("train/dataset.json", "dir")), None),
+    ("E113", dict(post=_replace_with("train/all__inputs.npy", "fifo")), None),
+    ("E113", dict(post=_replace_with("identifiers.json", "loop")), None),
     ("E201", dict(edit=_set("train", "labels", lambda a: a.astype(np.float32))),
      dict(edit=_set("train", "labels", lambda a: a.astype(np.int64)))),
     ("E201", dict(edit=_set("test", "puzzle_identifiers", lambda a: a.astype(bool))), None),
@@ -193,6 +214,9 @@ CASES = [
     ("E507", dict(meta=_meta("test", pad_id=1)), None),
     ("E508", dict(meta={"train": dict(pad_id=11), "test": dict(pad_id=11)}), None),
     ("E508", dict(meta={"train": dict(blank_identifier_id=4), "test": dict(blank_identifier_id=4)}), None),
+    ("E508", dict(meta=_meta("train", mean_puzzle_examples=float("inf"))), None),
+    ("E509", dict(meta={"train": dict(vocab_size=10**12), "test": dict(vocab_size=10**12)}),
+     dict(meta={"train": dict(vocab_size=2**24), "test": dict(vocab_size=2**24)})),
     ("E601", dict(edit=_copy_row("train", 5, "test", 3)),
      # same input, different label, different identifier: neither leakage nor ill-posed
      dict(edit=_chain(_copy_row("train", 0, "test", 0, ("inputs",)), _put("test", "puzzle_identifiers", 0, 2)))),
@@ -234,7 +258,8 @@ def test_code_does_not_trigger(tmp_path, code, bad, near):
 
 
 def test_every_code_has_a_case_and_docs():
-    assert {c[0] for c in CASES} | {"W901", "E902", "E603"} == set(CODES)   # E603: tests/test_arc.py
+    # E603: tests/test_arc.py; E114 (permission denied) needs a non-root user: tests/test_faults_data.py
+    assert {c[0] for c in CASES} | {"W901", "E902", "E603", "E114"} == set(CODES)
     docs = (Path(__file__).resolve().parents[1] / "docs" / "validate.md").read_text()
     for code in CODES:
         assert f"`{code}`" in docs, code
