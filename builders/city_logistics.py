@@ -301,7 +301,7 @@ class CityLogistics(Builder):
         Option("label", "route", "route: the unique optimal route (tied scenarios are redrawn); "
                "optimal-cells: every cell on some optimal route.", choices=LABEL_MODES),
         Option("seed", 0, "Seed; train and test come from disjoint seed streams."),
-        Option("workers", 1, "Worker processes (output is identical for any number)."),
+        Option("workers", 1, "Worker processes (output is identical for any number).", recorded=False),
         Option("min_distance", 0, "Minimum Manhattan distance start-end; 0 = size // 2."),
     )
 

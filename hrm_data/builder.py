@@ -25,6 +25,7 @@ class Option:
     help: str
     type: Any = None       # click type or Python type; inferred from default when None
     choices: Sequence[str] | None = None
+    recorded: bool = True  # False: does not change the output (e.g. workers), so not in dataset.json
 
 
 @dataclass
@@ -102,9 +103,10 @@ def build(builder: Builder, out: str | Path, options: dict[str, Any] | None = No
     from tqdm import tqdm
 
     opts = {**builder.defaults(), **(options or {})}
+    unrecorded = {o.name for o in builder.options if not o.recorded}  # trees must not differ by --workers
     info = builder.info(opts)
     provenance = {"builder": builder.name, "builder_version": builder.version,
-                  "options": {k: _jsonable(v) for k, v in opts.items()}}
+                  "options": {k: _jsonable(v) for k, v in opts.items() if k not in unrecorded}}
     extra = {**info.render_metadata(), **info.extra, PROVENANCE_KEY: provenance}
     with DatasetWriter(out, vocab_size=info.vocab_size, seq_len=info.seq_len, pad_id=info.pad_id,
                        ignore_label_id=info.ignore_label_id, identifiers=info.identifiers,

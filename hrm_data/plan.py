@@ -71,6 +71,8 @@ WARMUP_EXAMPLES_FACTOR = 2          # the document's "2x data exposure" rule
 PERCENTILE_SAMPLES = 200            # iterations simulated for the range when counts depend on the draw
 MAX_SIMULATED_SLOTS = 4_000_000     # work budget (group slots drawn, ~0.5 us each) for the simulation
 ITERATION_OVERHEAD_SLOTS = 1_000    # one plan_iteration call costs about as much as this many slots
+MAX_EXACT_ITERATION_SLOTS = 50_000_000  # above this one iteration is estimated, not simulated (memory, time)
+MAX_ARGUMENT = 10**18               # epochs / batch / eval interval / warmup / world size: beyond any real run
 
 ERROR_CODES = frozenset({"eval_interval_not_divisor", "batch_not_divisible", "zero_steps"})
 
@@ -281,16 +283,68 @@ def _same(a: float, b: float) -> bool:
     return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
 
 
+def _is_prime(n: int) -> bool:
+    """Miller-Rabin; deterministic for n < 3.3e24 with these bases, and overwhelmingly right beyond."""
+    if n < 2:
+        return False
+    bases = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
+    for p in bases:
+        if n % p == 0:
+            return n == p
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in bases:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _factor(n: int, out: dict[int, int]) -> None:
+    """Prime factors of n into ``out`` (Pollard's rho: fast for any epoch count, never a trial
+    division up to sqrt(n), which for ``plan -e 1e19`` would take hours)."""
+    if n == 1:
+        return
+    for p in (2, 3, 5, 7, 11, 13):
+        while n % p == 0:
+            out[p] = out.get(p, 0) + 1
+            n //= p
+    if n == 1:
+        return
+    if _is_prime(n):
+        out[n] = out.get(n, 0) + 1
+        return
+    c = 1
+    while True:
+        x = y = 2
+        d = 1
+        while d == 1:
+            x = (x * x + c) % n
+            y = (y * y + c) % n
+            y = (y * y + c) % n
+            d = math.gcd(abs(x - y), n)
+        if d != n:
+            _factor(d, out)
+            _factor(n // d, out)
+            return
+        c += 1
+
+
 def _divisors(n: int) -> list[int]:
-    small, large = [], []
-    d = 1
-    while d * d <= n:
-        if n % d == 0:
-            small.append(d)
-            if d * d != n:
-                large.append(n // d)
-        d += 1
-    return small + large[::-1]
+    """Every divisor of n, ascending."""
+    factors: dict[int, int] = {}
+    _factor(n, factors)
+    divs = [1]
+    for p, k in factors.items():
+        divs = [d * p ** e for d in divs for e in range(k + 1)]
+    return sorted(divs)
 
 
 def _check_indices(name: str, p: np.ndarray, g: np.ndarray) -> None:
@@ -373,6 +427,15 @@ def plan_from_counts(index_arrays, global_batch_size: int, epochs: int, eval_int
     K = int(world_size)
     if B < 1 or E < 1 or I < 1 or K < 1:
         raise ValueError("global_batch_size, epochs, eval_interval and world_size must be >= 1")
+    for name, v in (("global_batch_size", B), ("epochs", E), ("eval_interval", I), ("world_size", K),
+                    ("lr_warmup_steps", lr_warmup_steps or 0), ("lr_warmup_examples", lr_warmup_examples or 0)):
+        if int(v) > MAX_ARGUMENT:
+            raise ValueError(f"{name} is {v}; at most {MAX_ARGUMENT:.0e} is accepted (no run is that long)")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed is {seed}; it must be in [0, 2^63)")
+    if metadata_mean_puzzle_examples is not None and not math.isfinite(float(metadata_mean_puzzle_examples)):
+        raise ValueError(f"dataset.json's mean_puzzle_examples is {metadata_mean_puzzle_examples}; it must be a "
+                         "finite number (run `hrm-data validate`)")
     if lr_warmup_steps is not None and lr_warmup_examples is not None:
         raise ValueError("give lr_warmup_steps or lr_warmup_examples, not both")
     if (lr_warmup_steps is not None and lr_warmup_steps < 0) or (lr_warmup_examples is not None and lr_warmup_examples < 0):
@@ -492,8 +555,14 @@ def _count_iterations(sets, counts: list[_SetCount], B: int, I: int, seed: int, 
     if not variable:
         return [const_steps], True, drawn, clipped, dropped
 
-    sampler = GroupSampler({name: sets[name] for name in sets}, B, I, seed)
     slots = I * sum(c.groups for c in variable)
+    if slots > MAX_EXACT_ITERATION_SLOTS:  # one iteration is too big to draw: estimate from the bounds
+        lo = sum(_bounds(c, B, I)[0] for c in variable)
+        hi = sum(_bounds(c, B, I)[1] for c in variable)
+        est = const_steps + (lo + hi) // 2
+        exp = int(sum(I * c.epoch_mean for c in variable))
+        return [est], False, drawn + exp, clipped, dropped
+    sampler = GroupSampler({name: sets[name] for name in sets}, B, I, seed)
     affordable = max(1, max_slots // (slots + ITERATION_OVERHEAD_SLOTS))  # iteration 0 is always counted
     n_sim = min(max(iterations, PERCENTILE_SAMPLES), affordable)
     per_iter = []

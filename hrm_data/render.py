@@ -95,12 +95,15 @@ def describe_example(ds, split: str, index: int, set_name: str | None = None, co
     if token_names:
         legend = "  ".join(f"{g}={n}" for g, n in zip(glyphs, token_names))
         parts.append(f"tokens: {legend}")
-    table = sp.side_table()
-    if table is not None and "example" in table.columns:
-        row = table[table["example"] == index]
-        if len(row):
-            info = {k: v for k, v in row.iloc[0].to_dict().items() if k != "example"}
-            parts.append("info: " + "  ".join(f"{k}={v}" for k, v in info.items()))
+    try:  # the side table is optional: a broken one must not hide the example
+        table = sp.side_table()
+        if table is not None and "example" in table.columns:
+            row = table[table["example"] == index]
+            if len(row):
+                info = {k: v for k, v in row.iloc[0].to_dict().items() if k != "example"}
+                parts.append("info: " + "  ".join(f"{k}={v}" for k, v in info.items()))
+    except Exception as e:  # noqa: BLE001
+        parts.append(f"info: (examples.parquet not shown: {' '.join(str(e).split())[:200]})")
     return "\n".join(parts)
 
 

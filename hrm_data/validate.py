@@ -282,6 +282,19 @@ def _read_bytes(p: Path) -> bytes:
     return data
 
 
+def _side_table_type_problem(schema) -> str | None:
+    """examples.parquet's key columns must be scalars: integer examples, string or integer keys."""
+    import pyarrow as pa
+    for col, ok, want in (("example", pa.types.is_integer, "integers"),
+                          ("group_key", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+                           or pa.types.is_integer(t) or pa.types.is_null(t), "strings (or integers)")):
+        if col in schema.names:
+            t = schema.field(col).type
+            if not ok(t):
+                return f"column {col!r} has type {t}; it must hold {want}"
+    return None
+
+
 def _is_int_dtype(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.integer) and dtype != np.bool_
 
@@ -954,14 +967,21 @@ class _Validator:
                 import io
 
                 import pyarrow.parquet as pq
-                src = (lambda: io.BytesIO(p)) if isinstance(p, bytes) else (lambda: p)
-                names = pq.read_schema(src()).names
-                cols = [c for c in ("example", "group_key") if c in names]
-                table = pq.read_table(src(), columns=cols).to_pandas() if cols else None
-                nrows = pq.read_metadata(src()).num_rows
+                # bytes from a Zarr store, else a checked file object (pyarrow cannot open non-UTF-8 paths)
+                with (io.BytesIO(p) if isinstance(p, bytes) else safe_io.open_regular(p)) as fh:
+                    pf = pq.ParquetFile(fh)
+                    schema = pf.schema_arrow
+                    bad = _side_table_type_problem(schema)
+                    if bad:
+                        self.add("W603", f"{bad}; group-key leakage was not checked: rebuild the dataset",
+                                 split=name, file=SIDE_TABLE)
+                        continue
+                    cols = [c for c in ("example", "group_key") if c in schema.names]
+                    table = pf.read(columns=cols).to_pandas() if cols else None
+                    nrows = pf.metadata.num_rows
             except Exception as e:  # noqa: BLE001
-                self.add("W603", f"unreadable ({e}); group-key leakage was not checked: rebuild the dataset",
-                         split=name, file=SIDE_TABLE)
+                self.add("W603", f"unreadable ({_rel(e, self.root)}); group-key leakage was not checked: rebuild "
+                                 "the dataset", split=name, file=SIDE_TABLE)
                 continue
             N = sum(s.N for s in sp.sets)
             if nrows != N:
