@@ -353,7 +353,9 @@ def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_bytes: int = 1 << 25)
     row_bytes = max(1, arr[:1].nbytes)
     step = max(1, chunk_bytes // row_bytes)
     chunks = [slice(s, s + step) for s in range(0, arr.shape[0], step)]
-    if arr.dtype.kind in "iub":
+    if arr.dtype.kind in "iub" and arr.size == 0:  # zero-width rows: no values to size a dtype by
+        dt = np.dtype(np.uint8)
+    elif arr.dtype.kind in "iub":
         lo, hi = None, None
         for c in chunks:
             part = arr[c]
