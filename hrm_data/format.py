@@ -257,7 +257,8 @@ class Split:
         safe_io.check_regular(p)
         import pandas as pd  # deferred: pandas costs ~0.3 s to import
         try:
-            return pd.read_parquet(p)
+            with safe_io.open_regular(p) as f:  # a file object: pyarrow cannot open non-UTF-8 paths
+                return pd.read_parquet(f)
         except Exception as e:  # noqa: BLE001  (pyarrow raises many types on a corrupt file)
             raise FormatError(f"{p}: unreadable side table ({type(e).__name__}: {e}); rebuild the dataset",
                               code="W603") from None
@@ -839,7 +840,9 @@ class SplitWriter:
         import pyarrow.parquet as pq
         table = pa.table({k: _column_values(v) for k, v in self._rows.items()})
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self.dir / SIDE_TABLE, table.schema)
+            # a file object, not a path: pyarrow cannot open non-UTF-8 paths
+            self._parquet_file = open(self.dir / SIDE_TABLE, "wb")
+            self._parquet = pq.ParquetWriter(self._parquet_file, table.schema)
         else:
             table = table.cast(self._parquet.schema)
         self._parquet.write_table(table)
@@ -863,6 +866,7 @@ class SplitWriter:
         self._flush_rows()
         if self._parquet is not None:
             self._parquet.close()
+            self._parquet_file.close()
         self.num_puzzles, self.num_groups = int(pids.shape[0]), len(self._gsizes)
         self._closed = True
 
@@ -884,7 +888,8 @@ class SplitWriter:
 
     def abort(self) -> None:
         for close in (self._inputs.f.close, self._labels.f.close,
-                      self._parquet.close if self._parquet is not None else None):
+                      self._parquet.close if self._parquet is not None else None,
+                      self._parquet_file.close if self._parquet is not None else None):
             try:
                 if close is not None:
                     close()
