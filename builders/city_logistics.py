@@ -287,6 +287,9 @@ def parse_vehicles(spec: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+MAX_WORKERS = 256  # each worker is a process: a million of them would hang the machine
+
+
 class CityLogistics(Builder):
     name = "city-logistics"
     description = "Least-cost routes on a city grid for vehicles with different road access"
@@ -321,8 +324,8 @@ class CityLogistics(Builder):
             raise ValueError(f"--label must be one of {', '.join(LABEL_MODES)}")
         if min_distance_for(size, int(o["min_distance"])) > 2 * (size - 1):
             raise ValueError(f"--min-distance larger than the map allows ({2 * (size - 1)})")
-        if int(o["workers"]) < 1:
-            raise ValueError("--workers must be at least 1")
+        if not 1 <= int(o["workers"]) <= MAX_WORKERS:
+            raise ValueError(f"--workers must be between 1 and {MAX_WORKERS}, got {o['workers']}")
         for name, low in (("train_scenarios", 1), ("test_scenarios", 0), ("min_distance", 0), ("seed", 0)):
             if int(o[name]) < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {o[name]}")

@@ -6,12 +6,14 @@ Everything here is numpy only, so the CLI never pays for importing torch.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import mmap
 import os
 import shutil
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -273,10 +275,15 @@ class Dataset:
         self._splits: dict[str, Split] = {}
         if self.store is not None:
             return
-        if self.path.is_file():
-            raise FormatError(f"{self.path}: is a file; give the dataset directory (the one holding train/ and test/)")
-        if not self.path.is_dir():
-            raise FormatError(f"{self.path}: no such dataset directory")
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                raise FormatError(f"{self.path}: no such dataset directory") from None
+            raise FormatError(safe_io.describe_os_error(self.path, e)[0]) from None
+        if not stat.S_ISDIR(st.st_mode):
+            kind = "a file" if stat.S_ISREG(st.st_mode) else safe_io.file_kind(st.st_mode)
+            raise FormatError(f"{self.path}: is {kind}; give the dataset directory (the one holding train/ and test/)")
 
     @property
     def identifiers(self) -> list[str]:

@@ -264,11 +264,20 @@ def test_plan_never_hangs_on_huge_arguments(tmp_path, args):
     assert_clean_exit(res)
 
 
-def test_build_size_beyond_any_model_is_refused_at_once(tmp_path):
-    res = invoke(["build", "city-logistics", "--size", "10000000", "-q", "--out", tmp_path / "c"], timeout=15)
+@pytest.mark.parametrize("opt,want", [("--size", "seq_len"), ("--workers", "--workers")])
+def test_build_size_beyond_any_model_is_refused_at_once(tmp_path, opt, want):
+    res = invoke(["build", "city-logistics", opt, "10000000", "-q", "--out", tmp_path / "c"], timeout=15)
     assert_clean_exit(res, (2,))
-    assert "seq_len" in res.output
+    assert want in res.output
     _only(tmp_path)
+
+
+def test_a_fifo_given_as_the_dataset_is_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / "f")
+    for cmd in (["show"], ["fingerprint"], ["validate"], ["plan", "-b", 1, "-e", 1]):
+        res = invoke([cmd[0], tmp_path / "f", *cmd[1:]])
+        assert_clean_exit(res, (2,))
+        assert "FIFO" in res.output
 
 
 # ----------------------------------------------------------------------------- exit-code contract
