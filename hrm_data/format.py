@@ -157,18 +157,10 @@ def load_npy(path: Path, mmap: bool = True) -> np.ndarray:
     if dtype.hasobject:
         raise FormatError(f"{path}: holds Python objects (dtype {dtype}); HRM arrays are integers, rebuild it",
                           code="E201")
-    if size < offset + int(np.prod(shape, dtype=object)) * dtype.itemsize:
-        raise FormatError(f"{path}: truncated or corrupt (shorter than its header says); the write or copy was interrupted, "
-                          f"rebuild or re-copy it", code="E105")
     try:
-        if mmap:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            with safe_io.open_regular(path) as f:
-                arr = np.load(f, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        return safe_io.open_npy(path, mmap)
+    except (ValueError, EOFError) as e:
         raise FormatError(f"{path}: unreadable .npy ({e}); the file is truncated or corrupt, rebuild it") from None
-    return arr
 
 
 @dataclass

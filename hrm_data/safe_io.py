@@ -177,3 +177,26 @@ def read_npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], bool, Any
         raise _format_error(f"{path}: .npy header has an impossible shape {shape}; the file is corrupt, rebuild "
                             f"the dataset", code="E104")
     return shape, fortran, dtype, offset, size
+
+
+def open_npy(path: str | os.PathLike, mmap: bool) -> Any:
+    """The array of a .npy whose header read_npy_header accepted, memory-mapped or read, through
+    one already-checked file descriptor (a FIFO swapped in by name afterwards cannot hang us)."""
+    import numpy as np
+    path = Path(path)
+    shape, fortran, dtype, offset, size = read_npy_header(path)
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size < offset + nbytes:
+        raise _format_error(f"{path}: truncated or corrupt (shorter than its header says); the write or copy was "
+                            f"interrupted, rebuild or re-copy it", code="E105")
+    order = "F" if fortran else "C"
+    with open_regular(path) as f:
+        try:
+            if mmap and nbytes:
+                return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+            f.seek(offset)
+            data = f.read(nbytes)
+        except OSError as e:
+            msg, code = describe_os_error(path, e)
+            raise _format_error(msg, code) from None
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy()

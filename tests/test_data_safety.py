@@ -28,6 +28,11 @@ def _writer(path, force=False):
     return w
 
 
+def _edit_meta(ds, split="train", **kv):
+    p = ds / split / "dataset.json"
+    p.write_text(json.dumps({**json.loads(p.read_text()), **kv}))
+
+
 def _only(tmp_path, *names):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
 
@@ -201,8 +206,7 @@ def test_set_names_with_path_components_are_refused_by_every_reader(tmp_path):
     small_dataset(tmp_path / "other")
     ds = small_dataset(tmp_path / "ds")
     for split in ("train", "test"):
-        p = ds / split / "dataset.json"
-        p.write_text(json.dumps({**json.loads(p.read_text()), "sets": ["../../other/train/all"]}))
+        _edit_meta(ds, split, sets=["../../other/train/all"])
     with pytest.raises(FormatError, match="not a plain name"):
         Dataset(ds).train.set("../../other/train/all")
     with pytest.raises(FormatError, match="not a plain name"):
@@ -218,19 +222,16 @@ def test_set_names_with_path_components_are_refused_by_every_reader(tmp_path):
 
 def test_non_object_provenance_is_an_error_not_a_crash(tmp_path):
     ds = small_dataset(tmp_path / "ds")
-    p = ds / "train" / "dataset.json"
-    p.write_text(json.dumps({**json.loads(p.read_text()), "hrm_data": "x"}))
+    _edit_meta(ds, hrm_data="x")
     res = invoke(["validate", ds, "--deep"])
     assert_clean_exit(res, (1,))
     assert "E111" in res.output
 
 
 def test_huge_vocab_and_infinite_mean_are_refused_everywhere(tmp_path):
-    ds = small_dataset(tmp_path / "ds")
-    p = ds / "train" / "dataset.json"
-    meta = json.loads(p.read_text())
     for key, value, code in (("vocab_size", 10**12, "E509"), ("mean_puzzle_examples", float("inf"), "E508")):
-        p.write_text(json.dumps({**meta, key: value}))
+        ds = small_dataset(tmp_path / key)
+        _edit_meta(ds, **{key: value})
         assert code in validate(ds).codes()
         for args in (["plan", ds, "-b", 2, "-e", 10], ["show", ds], ["fingerprint", ds]):
             assert_clean_exit(invoke(args), (2,))
