@@ -6,6 +6,7 @@ dataset.json; without them a sequence is drawn as a square-ish grid of token num
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -13,8 +14,19 @@ import numpy as np
 GLYPHS = ".#abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
+def _str_list(v, pattern: str | None = None) -> list[str] | None:
+    """A dataset.json rendering key if it is a list of strings (matching ``pattern``), else None:
+    hand-edited or foreign metadata must not stop `show` from drawing the example."""
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        if pattern is None or all(re.fullmatch(pattern, x) for x in v):
+            return v
+    return None
+
+
 def grid_shape_for(seq_len: int, meta_shape: Sequence[int] | None) -> tuple[int, int]:
-    if meta_shape and int(meta_shape[0]) * int(meta_shape[1]) == seq_len:
+    if (isinstance(meta_shape, (list, tuple)) and len(meta_shape) == 2
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in meta_shape)
+            and meta_shape[0] * meta_shape[1] == seq_len):
         return int(meta_shape[0]), int(meta_shape[1])
     side = int(math.isqrt(seq_len))
     if side * side == seq_len:
@@ -55,15 +67,18 @@ def token_glyphs(token_names: Sequence[str] | None, vocab_size: int, glyphs: Seq
     where still free, else the next free character."""
     if glyphs and len(glyphs) >= vocab_size:
         return [str(g) for g in glyphs[:vocab_size]]
-    if not token_names:
-        return [str(i) for i in range(vocab_size)]
+    if not token_names:  # numbers; a huge vocabulary is numbered on the fly by render_grid
+        return [str(i) for i in range(vocab_size)] if vocab_size <= 4096 else None
     out: list[str] = []
     used: set[str] = set()
     spare = iter(c for c in GLYPHS + "!@$%&*+=?<>^~" if c)
     for name in token_names:
         g = next((c for c in (name[:1], name[:1].upper()) if c and c not in used), None)
         while g is None or g in used:
-            g = next(spare)
+            g = next(spare, None)
+            if g is None:  # more tokens than short glyphs: number the rest
+                g = str(len(out))
+                break
         used.add(g)
         out.append(g)
     return out
@@ -85,9 +100,9 @@ def describe_example(ds, split: str, index: int, set_name: str | None = None, co
     names = ds.identifiers
     ident_name = names[ident] if 0 <= ident < len(names) else f"<id {ident} not in identifiers.json>"
     shape = grid_shape_for(meta.seq_len, meta.extra.get("grid_shape"))
-    token_names = meta.extra.get("token_names")
-    glyphs = token_glyphs(token_names, meta.vocab_size, meta.extra.get("glyphs"))
-    palette = meta.extra.get("palette")
+    token_names = _str_list(meta.extra.get("token_names"))
+    glyphs = token_glyphs(token_names, meta.vocab_size, _str_list(meta.extra.get("glyphs")))
+    palette = _str_list(meta.extra.get("palette"), r"#[0-9a-fA-F]{6}")
     head = (f"{split} example {index}  puzzle {puzzle}  group {group}  identifier {ident} ({ident_name})\n"
             f"set {set_name}  grid {shape[0]}x{shape[1]}")
     parts = [head, "input:", render_grid(arr.inputs[index], shape, glyphs, palette, color),

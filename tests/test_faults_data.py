@@ -110,6 +110,18 @@ def test_hostile_metadata_values(tmp_path, base, field):
         assert rep_ok.findings is not None
 
 
+def test_hostile_rendering_metadata_never_stops_show(tmp_path, base):
+    ds = tmp_path / "ds"
+    shutil.copytree(base, ds)
+    meta_path = ds / "train" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("palette", "glyphs", "token_names", "grid_shape"):
+        for value in ([1, 2, 3], ["#zzzzzz"] * 9, [None] * 9, [[1]] * 9, "abc", 5, {"a": 1}, [10**30, 2],
+                      [-1, -6], [0, 0], ["x"] * 100, [2, 3, 4]):  # 100 names: more than there are glyphs
+            meta_path.write_text(_dump({**meta, key: value}))
+            assert_clean_exit(invoke(["show", ds, "--color"]), (0,))
+
+
 @pytest.mark.parametrize("text", [
     "[" * 200_000 + "]" * 200_000,                  # nested 200,000 deep
     '{"vocab_size": ' + "9" * 5000 + "}",            # a 5,000-digit integer
