@@ -745,8 +745,7 @@ class SplitWriter:
             table = pa.table({"example": np.arange(first, first + n, dtype=np.int64),
                               **{k: np.asarray(v) for k, v in cols.items()}})
             if self._parquet is None:
-                import pyarrow.parquet as pq
-                self._parquet = pq.ParquetWriter(self.dir / SIDE_TABLE, table.schema)
+                self._open_parquet(table.schema)
                 self._rows = {k: [] for k in table.column_names}
             elif table.column_names != self._parquet.schema.names:
                 raise ValueError(f"side-table columns {table.column_names} differ from the earlier "
@@ -782,6 +781,12 @@ class SplitWriter:
         self.num_examples += n
         if group.rows is not None or group.key is not None:
             self._add_rows(group.rows if group.rows is not None else [{} for _ in range(n)], group.key, n)
+
+    def _open_parquet(self, schema) -> None:
+        import pyarrow.parquet as pq
+        # a file object, not a path: pyarrow cannot open non-UTF-8 paths
+        self._parquet_file = open(self.dir / SIDE_TABLE, "wb")
+        self._parquet = pq.ParquetWriter(self._parquet_file, schema)
 
     def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
         V, ign = self.parent.vocab_size, self.parent.ignore_label_id
@@ -836,12 +841,9 @@ class SplitWriter:
         if not self._rows or not self._buffered:
             return
         import pyarrow as pa
-        import pyarrow.parquet as pq
         table = pa.table({k: _column_values(v) for k, v in self._rows.items()})
         if self._parquet is None:
-            # a file object, not a path: pyarrow cannot open non-UTF-8 paths
-            self._parquet_file = open(self.dir / SIDE_TABLE, "wb")
-            self._parquet = pq.ParquetWriter(self._parquet_file, table.schema)
+            self._open_parquet(table.schema)
         else:
             table = table.cast(self._parquet.schema)
         self._parquet.write_table(table)
