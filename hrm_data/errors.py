@@ -94,8 +94,19 @@ def run(main: Callable[..., Any], prog: str, args: Any = None, prog_name: str | 
             sys.exit(BAD_INPUT)
         _internal(prog, e)
     except Exception as e:  # noqa: BLE001
+        if _is_bad_input(e):  # a command that let a dataset error through: still the user's input
+            _echo_err(f"Error: {' '.join(str(e).split())}")
+            sys.exit(BAD_INPUT)
         _internal(prog, e)
     sys.exit(rv if isinstance(rv, int) else OK)
+
+
+def _is_bad_input(e: Exception) -> bool:
+    """FormatError / NotADataset: a dataset that cannot be read is bad input (2), never a bug (3)."""
+    mod = sys.modules.get("hrm_data.format")
+    val = sys.modules.get("hrm_data.validate")
+    return ((mod is not None and isinstance(e, mod.FormatError)) or
+            (val is not None and isinstance(e, val.NotADataset)))
 
 
 def _internal(prog: str, e: BaseException) -> None:

@@ -304,6 +304,18 @@ def test_internal_error_is_exit_3_with_a_hint_and_debug_shows_the_traceback(tmp_
     assert "Traceback" not in res.output
 
 
+def test_a_dataset_error_that_escapes_a_command_is_still_exit_2(tmp_path, monkeypatch):
+    import hrm_data.validate as v
+    from hrm_data.format import FormatError as FE
+
+    def unreadable(*a, **k):
+        raise FE(f"{tmp_path}/x.npy: truncated")
+    monkeypatch.setattr(v, "validate", unreadable)
+    res = invoke(["validate", tmp_path])
+    assert_clean_exit(res, (2,))
+    assert "truncated" in res.output
+
+
 def test_ctrl_c_is_exit_130(tmp_path, monkeypatch):
     import hrm_data.validate as v
 

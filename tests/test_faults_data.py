@@ -2,7 +2,7 @@
 
 Every file of a dataset is replaced by a directory, a FIFO, a symlink loop, an empty file, a
 truncated file (and, as a non-root user, an unreadable file); every metadata field gets huge,
-negative, fractional, boolean, null and wrongly-typed values. validate / plan / show /
+negative, fractional, boolean, null and wrongly-typed values. validate / plan / show / view /
 fingerprint must then answer with exit 1 or 2 (0 where the file is not read), one line, no
 traceback, no hang, and touch nothing. A build killed with SIGKILL at random points leaves either
 nothing, the old dataset or the complete new one at the target, and the next build leaves no temp.
@@ -35,7 +35,15 @@ COMMANDS = {
     "show": lambda p: ["show", p, "--no-color"],
     "show-test": lambda p: ["show", p, "--split", "test", "--index", "1", "--no-color"],
     "fingerprint": lambda p: ["fingerprint", p],
+    "view": lambda p: ["view", p, "--html", VIEW_HTML],
 }
+VIEW_HTML = Path(tempfile.gettempdir()) / f"hrm-faults-{os.getpid()}.html"  # outside every snapshot
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_view_html():
+    yield
+    VIEW_HTML.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
