@@ -171,10 +171,13 @@ def remove_dataset(path: Path) -> list[str]:
     return []
 
 
-def commit(tmp: Path, target: Path, force: bool) -> None:
+def commit(tmp: Path, target: Path, force: bool, problems=dataset_problems, remove=remove_dataset) -> None:
     """Move the finished dataset ``tmp`` to ``target`` (see the module docstring).
 
-    Raises CommitRefused (nothing replaced; ``tmp`` is left for the caller to remove).
+    ``problems(path)`` says why what is at ``target`` may not be replaced (default: not a whole
+    npy dataset) and ``remove(path)`` deletes a replaced one, returning what it left (convert
+    passes versions that also accept its own Zarr stores). Raises CommitRefused (nothing
+    replaced; ``tmp`` is left for the caller to remove).
     """
     try:
         rename_noreplace(tmp, target)
@@ -184,19 +187,19 @@ def commit(tmp: Path, target: Path, force: bool) -> None:
             raise CommitRefused(f"{target}: appeared while this build ran (another build, or someone else's "
                                 f"files); nothing was replaced and this build was discarded. Pass --force to "
                                 f"replace a dataset, or choose another --out") from None
-    probs = dataset_problems(target)
+    probs = problems(target)
     if probs:
         raise CommitRefused(f"{target}: is not an HRM dataset ({'; '.join(probs[:4])}); refusing to replace it "
                             f"even with --force; this build was discarded (choose another --out)")
     if exchange(tmp, target):
         old = tmp  # after the swap, tmp holds what was at target
-        probs = dataset_problems(old)
+        probs = problems(old)
         if probs:  # something foreign appeared between the check and the swap: swap back, refuse
             if exchange(tmp, target):
                 raise CommitRefused(f"{target}: changed while committing ({'; '.join(probs[:4])}); nothing was "
                                     f"replaced and this build was discarded")
             raise CommitRefused(f"{target}: changed while committing; its previous content is kept at {old}")
-        left = remove_dataset(old)
+        left = remove(old)
         if left:
             print(f"hrm-data: kept {old} (it held files that are not part of a dataset: {', '.join(left[:5])})",
                   file=sys.stderr)
@@ -211,7 +214,7 @@ def commit(tmp: Path, target: Path, force: bool) -> None:
         rename_noreplace(tmp, target)
     except FileExistsError:
         raise CommitRefused(f"{target}: appeared while committing; the previous dataset is kept at {old}") from None
-    left = remove_dataset(old)
+    left = remove(old)
     if left:
         print(f"hrm-data: kept {old} (it held files that are not part of a dataset: {', '.join(left[:5])})",
               file=sys.stderr)

@@ -29,8 +29,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .format import (
-    FIELDS, SIDE_TABLE, SPLITS, Dataset, DatasetExistsError, FormatError, _NpyAppender, _commit, _recover_stale,
-    _replaceable, is_zarr_path, read_json,
+    FIELDS, SIDE_TABLE, SPLITS, Dataset, DatasetExistsError, FormatError, _NpyAppender, _recover_stale,
+    is_zarr_path, read_json,
 )
 
 PARQUET_TAG = "hrm_data/parquet-1"
@@ -408,7 +408,7 @@ def _check_target(dst: Path, fmt: str, force: bool) -> None:
     if fmt == "parquet":
         ok = dst.is_file() and not dst.is_symlink() and _is_our_parquet(dst)
     elif dst.is_dir() and not dst.is_symlink():
-        ok = _replaceable(dst) or _is_our_zarr(dst)
+        ok = not _replace_problems(dst)
     if not ok:
         raise DatasetExistsError(f"{dst}: exists and is not an HRM dataset; refusing to replace it even with --force "
                                  "(choose another DST)")
@@ -420,6 +420,20 @@ def _is_our_parquet(p: Path) -> bool:
         return PARQUET_KEY in (pq.read_schema(p).metadata or {})
     except Exception:  # noqa: BLE001
         return False
+
+
+def _replace_problems(p: Path) -> list[str]:
+    """--force may replace a whole npy dataset (commit.dataset_problems) or a Zarr store we wrote."""
+    from .commit import dataset_problems
+    return [] if (p.is_dir() and not p.is_symlink() and _is_our_zarr(p)) else dataset_problems(p)
+
+
+def _remove_replaced(p: Path) -> list[str]:
+    from .commit import remove_dataset
+    if _is_our_zarr(p):
+        shutil.rmtree(p, ignore_errors=True)
+        return []
+    return remove_dataset(p)
 
 
 def _is_our_zarr(p: Path) -> bool:
@@ -470,7 +484,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | None = No
         else:
             sink = NpySink(tmp, source.identifiers)
         _copy_into(source, sink, progress)
-        _commit(tmp, dst)
+        from .commit import commit
+        commit(tmp, dst, force, problems=_replace_problems, remove=_remove_replaced)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
