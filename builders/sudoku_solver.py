@@ -1,0 +1,367 @@
+"""Sudoku for the builder: a bitmask propagate-and-guess solver, the puzzle generator, the
+search-effort rating, the symmetry group (augmentation) and a symmetry-invariant key.
+
+Sizes: n x n grids with boxes of ``bh`` rows x ``bw`` columns (4: 2x2, 6: 2x3, 9: 3x3). Grids
+are flat row-major arrays of values 0..n (0 = blank). Candidates are bitmasks (bit d-1 = digit d).
+
+The solver is written in the subset of Python that numba compiles. With numba installed
+(``pip install 'hrm-data[fast]'``) it is compiled on first use; without it the same functions
+run as plain Python (about 100x slower, same results: the search order is fixed, and every
+random choice comes from numpy arrays passed in). ``HRM_SUDOKU_NO_NUMBA=1`` forces plain Python.
+
+The rating is the number of dead ends (contradictions) in the complete search tree that
+solves the puzzle and proves its solution unique, with fixed rules: propagate naked and hidden
+singles to a fixpoint, branch on the first cell with the fewest candidates, digits ascending.
+0 means singles alone solve it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
+
+
+# ----------------------------------------------------------------------------- geometry
+
+@dataclass(frozen=True)
+class Geometry:
+    n: int
+    bh: int
+    bw: int
+    units: np.ndarray      # (3n, n) cells of each row, column, box
+    peers: np.ndarray      # (C, P) the other cells sharing a unit with each cell
+    popcount: np.ndarray   # (2^n,) bits set
+    bitpos: np.ndarray     # (2^n,) digit (1..n) of a single-bit mask, 0 otherwise
+
+    @property
+    def cells(self) -> int:
+        return self.n * self.n
+
+
+@lru_cache(maxsize=None)
+def geometry(n: int) -> Geometry:
+    if n not in BOXES:
+        raise ValueError(f"--size must be one of {', '.join(map(str, BOXES))}, got {n}")
+    bh, bw = BOXES[n]
+    r, c = np.divmod(np.arange(n * n), n)
+    box = (r // bh) * (n // bw) + c // bw
+    units = np.concatenate([np.arange(n * n).reshape(n, n), np.arange(n * n).reshape(n, n).T,
+                            np.stack([np.flatnonzero(box == b) for b in range(n)])]).astype(np.int64)
+    peers = np.stack([np.flatnonzero(((r == r[i]) | (c == c[i]) | (box == box[i])) & (np.arange(n * n) != i))
+                      for i in range(n * n)]).astype(np.int64)
+    masks = np.arange(1 << n)
+    popcount = np.array([bin(m).count("1") for m in masks], np.int64)
+    bitpos = np.where(popcount == 1, np.log2(np.maximum(masks, 1)).astype(np.int64) + 1, 0).astype(np.int64)
+    return Geometry(n, bh, bw, units, peers, popcount, bitpos)
+
+
+# ----------------------------------------------------------------------------- the solver (numba subset)
+
+def _propagate(cand, units, peers, popcount, full):
+    """Naked and hidden singles to a fixpoint, in place. False on a contradiction."""
+    C = cand.shape[0]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(C):
+            m = cand[i]
+            if m == 0:
+                return False
+            if popcount[m] == 1:
+                for j in range(peers.shape[1]):
+                    p = peers[i, j]
+                    if cand[p] & m:
+                        cand[p] &= ~m
+                        if cand[p] == 0:
+                            return False
+                        changed = True
+        for u in range(units.shape[0]):
+            once = 0
+            twice = 0
+            for k in range(units.shape[1]):
+                m = cand[units[u, k]]
+                twice |= once & m
+                once |= m
+            if once != full:
+                return False
+            only = once & ~twice
+            if only == 0:
+                continue
+            for k in range(units.shape[1]):
+                i = units[u, k]
+                h = cand[i] & only
+                if h:
+                    if h & (h - 1):
+                        return False
+                    if cand[i] != h:
+                        cand[i] = h
+                        changed = True
+    return True
+
+
+def _pick(cand, popcount):
+    """First cell with the fewest candidates (more than one); -1 when every cell is decided."""
+    best = -1
+    best_n = 1 << 30
+    for i in range(cand.shape[0]):
+        k = popcount[cand[i]]
+        if 1 < k < best_n:
+            best = i
+            best_n = k
+    return best
+
+
+def _search(cand0, units, peers, popcount, full, limit, order, sol):
+    """Depth-first search; returns (solutions found up to ``limit``, dead ends). The first
+    solution's masks go into ``sol``. ``order[c]`` lists the digits (0-based) to try at cell c."""
+    C = cand0.shape[0]
+    n = order.shape[1]
+    st = np.empty((C + 1, C), np.int64)
+    cell = np.zeros(C + 1, np.int64)
+    rem = np.zeros(C + 1, np.int64)
+    for i in range(C):
+        st[0, i] = cand0[i]
+    found = 0
+    dead = 0
+    K = 0
+    ok = _propagate(st[0], units, peers, popcount, full)
+    while True:
+        if ok:
+            c = _pick(st[K], popcount)
+            if c < 0:
+                found += 1
+                if found == 1:
+                    for i in range(C):
+                        sol[i] = st[K, i]
+                if found >= limit:
+                    return found, dead
+            else:
+                cell[K] = c
+                rem[K] = st[K, c]
+                K += 1
+        else:
+            dead += 1
+        while K > 0 and rem[K - 1] == 0:
+            K -= 1
+        if K == 0:
+            return found, dead
+        b = K - 1
+        c = cell[b]
+        bit = 0
+        for j in range(n):
+            t = 1 << order[c, j]
+            if rem[b] & t:
+                bit = t
+                break
+        rem[b] &= ~bit
+        for i in range(C):
+            st[K, i] = st[b, i]
+        st[K, c] = bit
+        ok = _propagate(st[K], units, peers, popcount, full)
+
+
+def _generate(units, peers, popcount, full, digit_order, removal_order, ascending, out):
+    """A random solved grid (search of the empty grid in ``digit_order``), then every clue in
+    ``removal_order`` removed if the solution stays unique. Writes masks: out[0] the puzzle
+    (0 = blank), out[1] the solution. Returns the rating of the puzzle (-1 if not unique)."""
+    C = out.shape[1]
+    cand = np.empty(C, np.int64)
+    sol = np.zeros(C, np.int64)
+    for i in range(C):
+        cand[i] = full
+    _search(cand, units, peers, popcount, full, 1, digit_order, sol)
+    for i in range(C):
+        out[0, i] = sol[i]
+        out[1, i] = sol[i]
+    scratch = np.zeros(C, np.int64)
+    for k in range(C):
+        c = removal_order[k]
+        v = out[0, c]
+        for i in range(C):
+            cand[i] = out[0, i] if out[0, i] != 0 else full
+        cand[c] = full & ~v      # is there a solution with another digit here?
+        f, _ = _search(cand, units, peers, popcount, full, 1, ascending, scratch)
+        if f == 0:
+            out[0, c] = 0
+    for i in range(C):
+        cand[i] = out[0, i] if out[0, i] != 0 else full
+    f, dead = _search(cand, units, peers, popcount, full, 2, ascending, scratch)
+    return dead if f == 1 else -1
+
+
+def _rate_many(cands, units, peers, popcount, full, ascending, counts, deads, sols):
+    for r in range(cands.shape[0]):
+        f, d = _search(cands[r], units, peers, popcount, full, 2, ascending, sols[r])
+        counts[r] = f
+        deads[r] = d
+
+
+_KERNELS = {"_propagate": _propagate, "_pick": _pick, "_search": _search, "_generate": _generate,
+            "_rate_many": _rate_many}
+BACKEND = "python"
+if os.environ.get("HRM_SUDOKU_NO_NUMBA", "") in ("", "0"):
+    try:
+        import numba
+    except ImportError:
+        pass
+    else:
+        # rebinding the globals makes the compiled functions call each other compiled
+        for _name, _f in _KERNELS.items():
+            globals()[_name] = numba.njit(cache=True, nogil=True)(_f)
+        BACKEND = "numba"
+
+
+# ----------------------------------------------------------------------------- public functions
+
+def to_masks(grids: np.ndarray, n: int) -> np.ndarray:
+    """Values 0..n -> candidate masks (blank = all digits)."""
+    g = np.asarray(grids, np.int64)
+    full = (1 << n) - 1
+    return np.where(g > 0, np.left_shift(1, np.maximum(g - 1, 0)), full).astype(np.int64)
+
+
+def solve(grids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each (C,) grid of values 0..n: (solutions found, capped at 2; rating = dead ends of the
+    full search; the first solution as values, zeros if none)."""
+    geo = geometry(n)
+    g = np.atleast_2d(np.asarray(grids)).reshape(-1, n * n)
+    cands = to_masks(g, n)
+    counts = np.zeros(len(g), np.int64)
+    deads = np.zeros(len(g), np.int64)
+    sols = np.zeros((len(g), n * n), np.int64)
+    asc = np.tile(np.arange(n, dtype=np.int64), (n * n, 1))
+    _rate_many(cands, geo.units, geo.peers, geo.popcount, (1 << n) - 1, asc, counts, deads, sols)
+    values = geo.bitpos[sols]
+    values[counts == 0] = 0
+    return counts, deads, values
+
+
+def generate_one(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One minimal puzzle with a unique solution: (puzzle values, solution values, rating)."""
+    geo = geometry(n)
+    C = n * n
+    digit_order = np.argsort(rng.random((C, n)), axis=1).astype(np.int64)
+    removal = rng.permutation(C).astype(np.int64)
+    asc = np.tile(np.arange(n, dtype=np.int64), (C, 1))
+    out = np.zeros((2, C), np.int64)
+    rating = _generate(geo.units, geo.peers, geo.popcount, (1 << n) - 1, digit_order, removal, asc, out)
+    if rating < 0:   # cannot happen: every removal keeps the solution unique
+        raise RuntimeError("generator produced a puzzle without a unique solution (a bug)")
+    return geo.bitpos[out[0]], geo.bitpos[out[1]], int(rating)
+
+
+def valid_solutions(grids: np.ndarray, n: int) -> np.ndarray:
+    """(N,) bool: each (C,) grid of values is complete and every row, column and box holds 1..n once."""
+    geo = geometry(n)
+    g = np.asarray(grids).reshape(-1, n * n).astype(np.int64)
+    ok = ((g >= 1) & (g <= n)).all(axis=1)
+    bits = np.left_shift(1, np.clip(g - 1, 0, n - 1))
+    units = bits[:, geo.units]                       # (N, 3n, n)
+    ok &= (np.bitwise_or.reduce(units, axis=2) == (1 << n) - 1).all(axis=1)
+    return ok
+
+
+# ----------------------------------------------------------------------------- symmetries
+
+def random_symmetries(rng: np.random.Generator, count: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random validity-preserving transforms: (cell maps (count, C): new cell i takes
+    old cell map[i]; digit maps (count, n + 1): value v -> map[v], 0 stays 0). Bands/stacks and
+    rows/columns within them are permuted; square boxes may also be transposed."""
+    bh, bw = BOXES[n]
+    nb, ns = n // bh, n // bw
+
+    def perm(k: int, size: int) -> np.ndarray:
+        return np.argsort(rng.random((count, k, size)), axis=2)
+
+    bands = perm(1, nb)[:, 0]                     # (count, nb)
+    within_r = perm(nb, bh)                       # (count, nb, bh)
+    rows = (bands[:, :, None] * bh + np.take_along_axis(within_r, bands[:, :, None], axis=1)).reshape(count, n)
+    stacks = perm(1, ns)[:, 0]
+    within_c = perm(ns, bw)
+    cols = (stacks[:, :, None] * bw + np.take_along_axis(within_c, stacks[:, :, None], axis=1)).reshape(count, n)
+    transpose = rng.random(count) < 0.5 if bh == bw else np.zeros(count, bool)
+    digits = np.concatenate([np.zeros((count, 1), np.int64), np.argsort(rng.random((count, n)), axis=1) + 1], axis=1)
+    straight = rows[:, :, None] * n + cols[:, None, :]
+    flipped = cols[:, None, :] * n + rows[:, :, None]
+    cell_map = np.where(transpose[:, None, None], flipped, straight).reshape(count, n * n)
+    return cell_map.astype(np.int16 if n * n < 32768 else np.int64), digits.astype(np.uint8)
+
+
+def apply_symmetries(grids: np.ndarray, cell_map: np.ndarray, digit_map: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Transform grids (M, C) row by row: out[m] = digit_map[m][grids[m][cell_map[m]]]. Values
+    are ``offset`` + 0..n (offset 1 for HRM tokens, where 0 is PAD and stays PAD)."""
+    g = np.asarray(grids)
+    M, C = g.shape
+    rows = np.arange(M)[:, None]
+    moved = g[rows, cell_map.astype(np.intp)]
+    if offset:
+        lut = np.concatenate([np.zeros((M, offset), digit_map.dtype), digit_map + offset], axis=1)
+    else:
+        lut = digit_map
+    return lut[rows, moved].astype(g.dtype, copy=False)
+
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, elementwise on uint64."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _wl_colours(g: np.ndarray, n: int, rounds: int = 3) -> np.ndarray:
+    """Colour refinement of the cells: a cell's colour hashes its own colour with the multisets
+    of colours of the cells sharing its row, column, box, band, stack and (clues only) digit.
+    Invariant under relabelling digits and permuting rows/columns within the Sudoku structure."""
+    bh, bw = BOXES[n]
+    N, C = g.shape
+    r, c = np.divmod(np.arange(C), n)
+    groups = (r, c, (r // bh) * (n // bw) + c // bw, r // bh, c // bw)
+    onehots = [np.eye(int(k.max()) + 1, dtype=np.uint64)[k] for k in groups]      # (C, G)
+    clue = g > 0
+    dig = np.eye(n + 1, dtype=np.uint64)[g] * clue[:, :, None].astype(np.uint64)   # (N, C, n+1)
+    colour = np.where(clue, np.uint64(0x9E3779B97F4A7C15), np.uint64(0x632BE59BD9B4E019))
+    with np.errstate(over="ignore"):
+        for _ in range(rounds):
+            h = _mix(colour)
+            acc = colour
+            for j, oh in enumerate(onehots):
+                s = (h @ oh) @ oh.T                                                   # (N, C)
+                acc = _mix(acc ^ _mix(s + np.uint64(j + 1)))
+            sd = np.einsum("nc,ncd->nd", h, dig)                                      # (N, n+1)
+            s = np.einsum("nd,ncd->nc", sd, dig)
+            colour = _mix(acc ^ _mix(s + np.uint64(7)))
+    return colour
+
+
+def symmetry_keys(grids: np.ndarray, n: int) -> list[str]:
+    """A key per grid (values 0..n) that is equal for grids equivalent under the Sudoku
+    symmetries (digit relabelling, band/stack and row/column-within permutations, transpose
+    for square boxes). Different keys prove two puzzles inequivalent; equal keys are treated
+    as equivalent (conservative: it can only reject more)."""
+    g = np.asarray(grids).reshape(-1, n * n).astype(np.int64)
+    if not len(g):
+        return []
+    bh, bw = BOXES[n]
+    variants = [g] + ([g.reshape(-1, n, n).transpose(0, 2, 1).reshape(-1, n * n)] if bh == bw else [])
+    keys = []
+    for v in variants:
+        col = _wl_colours(v, n)
+        with np.errstate(over="ignore"):
+            a = _mix(col + np.uint64(0x1234567)).sum(axis=1, dtype=np.uint64)
+            b = _mix(col ^ np.uint64(0xABCDEF12345)).sum(axis=1, dtype=np.uint64)
+        keys.append(np.stack([a, b], axis=1))
+    out = []
+    for i in range(len(g)):
+        ks = sorted(k[i].tobytes() for k in keys)
+        out.append(hashlib.blake2b(ks[0], digest_size=12).hexdigest())
+    return out
