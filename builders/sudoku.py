@@ -60,98 +60,310 @@ def _lut(n: int, blanks: bool) -> np.ndarray:
     return t
 
 
-def _line_of_row(path: Path, row: int) -> int:
-    """File line (1-based) of data row ``row`` (0-based, after the header), as the csv module
-    counts them; only used to word an error."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        k = -1
-        for rec in reader:
-            if rec:
-                k += 1
-            if k == row:
-                return reader.line_num
-    return row + 2
+CSV_CHUNK_BYTES = 8 << 20
 
 
-def _find_bad_line(path: Path) -> str:
-    """The first line whose field count is not 4 (what pyarrow refused), as csv reads it."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        head = next(reader, None)
-        if head is None:
-            return f"{path}: empty file; expected a header line 'source,question,answer,rating'"
-        if len(head) != 4:
-            return f"{path}:1: header has {len(head)} columns; expected 4 (source,question,answer,rating)"
-        for rec in reader:
-            if rec and len(rec) != 4:
-                return (f"{path}:{reader.line_num}: {len(rec)} columns, expected 4 "
-                        "(source,question,answer,rating); fix or delete that line")
-    return f"{path}: not a readable CSV"
+class _Quoted(Exception):
+    """A chunk with quotes: read on with the csv module from this byte offset, row and line."""
+
+    def __init__(self, offset: int, row: int, line: int):
+        super().__init__(offset, row, line)
+        self.offset, self.row, self.line = offset, row, line
 
 
-def read_csv_batches(path: str | Path, n: int, block_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+class _Scan:
+    """One chunk of a CSV, parsed with array operations: per data row its file line, the file
+    offset of its question field and its rating. ``buf`` holds the chunk's bytes."""
+
+    def __init__(self, buf: np.ndarray, offset: int, first_row: int, lines: np.ndarray, qpos: np.ndarray,
+                 ratings: np.ndarray):
+        self.buf, self.offset, self.first_row, self.lines, self.qpos, self.ratings = buf, offset, first_row, lines, qpos, ratings
+
+    def fields(self, n: int, rows: np.ndarray | None = None, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(questions, answers) as values, checking every character; ``rows`` selects rows."""
+        C = n * n
+        q0 = self.qpos - self.offset if rows is None else self.qpos[rows] - self.offset
+        lines = self.lines if rows is None else self.lines[rows]
+        out = []
+        for name, start, lut in (("question", q0, _lut(n, True)), ("answer", q0 + C + 1, _lut(n, False))):
+            raw = self.buf[start[:, None] + np.arange(C)]
+            out.append(_checked(lut[raw], raw, lines, name, n, path))
+        return out[0], out[1]
+
+
+def _checked(vals: np.ndarray, raw: np.ndarray, lines: np.ndarray, name: str, n: int, path) -> np.ndarray:
+    bad = np.flatnonzero((vals == 255).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        j = int(np.flatnonzero(vals[i] == 255)[0])
+        allowed = f"digits 1-{n}" + (" and '.' or '0' for blanks" if name == "question" else " (a complete grid)")
+        raise CSVError(f"{path}:{int(lines[i])}: {name} character {j + 1} is {chr(int(raw[i, j]))!r}; allowed: {allowed}")
+    return vals
+
+
+def _scan_chunks(path: Path, n: int, chunk_bytes: int = CSV_CHUNK_BYTES) -> Iterator[_Scan]:
+    """Split the file at line ends into chunks and parse each with numpy: exactly 4 fields per
+    line (3 commas), question and answer of n*n characters, an integer rating. The header line is
+    skipped, as HRM does. Files with quotes take the csv-module path (``_scan_quoted``)."""
+    C = n * n
+    first_row, line_no, offset, header = 0, 1, 0, True
+    carry = b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            data = carry + block
+            if not block:
+                if not data:
+                    return
+                if not data.endswith(b"\n"):
+                    data += b"\n"
+                cut = len(data)
+            else:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = data
+                    continue
+            carry = data[cut:]
+            buf = np.frombuffer(data, np.uint8, count=cut)
+            chunk_offset = offset
+            offset += cut
+            nl = np.flatnonzero(buf == 10)
+            starts = np.concatenate([[0], nl[:-1] + 1])
+            if header:   # the header: skipped whatever it says, as HRM does
+                header = False
+                nl, starts = nl[1:], starts[1:]
+                line_no += 1
+            k = nl.size
+            lines = line_no + np.arange(k)
+            line_no += k
+            if not k:
+                continue
+            end = nl - (buf[np.maximum(nl - 1, 0)] == 13)      # CRLF files
+            # The last comma of a line ends the answer; question and answer are fixed width, so
+            # the other two commas' places follow. One count of all commas then proves that no
+            # line has a fourth; only a malformed chunk pays for finding its line.
+            c3 = np.full(k, -1, np.int64)
+            todo = np.arange(k)
+            for back in range(1, 20):   # ratings are short: a few passes over ever fewer lines
+                pos = end[todo] - back
+                hit = (pos > starts[todo]) & (buf[np.maximum(pos, 0)] == 44)
+                c3[todo[hit]] = pos[hit]
+                todo = todo[~hit]
+                if not todo.size:
+                    break
+            c2, c1 = c3 - C - 1, c3 - 2 * C - 2
+            ok = (c3 >= 0) & (c1 >= starts) & (buf[np.maximum(c2, 0)] == 44) & (buf[np.maximum(c1, 0)] == 44)
+            if not ok.all() or int(np.count_nonzero(buf[starts[0]:] == 44)) != 3 * k:
+                if b'"' in data[:cut]:   # quoted fields: the csv module reads on from this chunk
+                    raise _Quoted(chunk_offset + int(starts[0]), first_row, int(lines[0]))
+                _raise_structure(buf, starts, nl, end, lines, C, n, path)
+            ratings = _parse_ints(buf, c3 + 1, end, lines, path)
+            yield _Scan(buf, chunk_offset, first_row, lines, chunk_offset + c1 + 1, ratings)
+            first_row += k
+
+
+def _raise_structure(buf, starts, nl, end, lines, C, n, path) -> None:
+    """Name the first line of a chunk whose fields are not 4, or whose question or answer has
+    the wrong length."""
+    commas = np.flatnonzero(buf == 44)
+    lo, hi = np.searchsorted(commas, starts), np.searchsorted(commas, nl)
+    for i in range(len(starts)):
+        nc = int(hi[i] - lo[i])
+        if nc != 3:
+            what = "an empty line" if end[i] == starts[i] else f"{nc + 1} columns"
+            raise CSVError(f"{path}:{int(lines[i])}: {what}, expected 4 columns (source,question,answer,rating); "
+                           "fix or delete that line")
+        c1, c2, c3 = commas[lo[i]:lo[i] + 3]
+        for name, a, b in (("question", c1 + 1, c2), ("answer", c2 + 1, c3)):
+            if b - a != C:
+                raise CSVError(f"{path}:{int(lines[i])}: {name} has {int(b - a)} characters, expected {C} "
+                               f"for a {n} x {n} Sudoku (--size {n})")
+        if end[i] - c3 > 19:
+            raise CSVError(f"{path}:{int(lines[i])}: rating {bytes(buf[c3 + 1:end[i]]).decode(errors='replace')!r} "
+                           "is not an integer")
+    raise CSVError(f"{path}: malformed near line {int(lines[0])}")   # not reached
+
+
+def _parse_ints(buf: np.ndarray, a: np.ndarray, b: np.ndarray, lines: np.ndarray, path) -> np.ndarray:
+    """Decimal integers (optional sign) in buf[a:b] per row, vectorized."""
+    L = b - a
+    W = int(min(18, max(1, L.max(initial=1))))
+    neg = (L > 0) & (buf[np.minimum(a, len(buf) - 1)] == 45)
+    a2 = a + neg
+    L2 = b - a2
+    idx = a2[:, None] + np.arange(W)
+    inside = np.arange(W) < L2[:, None]
+    d = buf[np.minimum(idx, len(buf) - 1)].astype(np.int64) - 48
+    bad = np.flatnonzero((L2 < 1) | (L2 > 18) | (inside & ((d < 0) | (d > 9))).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        text = bytes(buf[a[i]:b[i]]).decode(errors="replace")
+        raise CSVError(f"{path}:{int(lines[i])}: rating {text!r} is not an integer")
+    val = np.zeros(len(a), np.int64)
+    for j in range(W):
+        val = np.where(inside[:, j], val * 10 + d[:, j], val)
+    return np.where(neg, -val, val)
+
+
+def read_csv_batches(path: str | Path, n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Stream a Sudoku CSV (header, then source,question,answer,rating by position, as HRM reads
     it): yields (first row index, questions (b, n*n) uint8 values 0..n, answers, ratings int64).
     Any malformed row raises CSVError naming the file and line."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    path = _csv_path(path)
+    try:
+        for sc in _scan_chunks(path, n):
+            q, a = sc.fields(n, path=path)
+            yield sc.first_row, q, a, sc.ratings
+    except _Quoted as qd:
+        yield from _read_quoted(path, n, qd.offset, qd.row, qd.line)
 
+
+def scan_ratings(path: str | Path, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """First pass of a subsample: every row's rating and the file offset of its question
+    (None for quoted files, which are re-read instead)."""
+    path = _csv_path(path)
+    rs, qp = [], []
+    try:
+        for sc in _scan_chunks(path, n):
+            rs.append(sc.ratings)
+            qp.append(sc.qpos)
+    except _Quoted as qd:
+        rs += [r for *_, r in _read_quoted(path, n, qd.offset, qd.row, qd.line)]
+        return np.concatenate(rs), None
+    if not rs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rs), np.concatenate(qp)
+
+
+def _lines(path: Path) -> Iterator[tuple[bytes, np.ndarray, int]]:
+    """Chunks of whole lines: (bytes, offsets of the line ends inside them, index of the first
+    line). Line 0 is the header."""
+    first, carry = 0, b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CSV_CHUNK_BYTES)
+            data = carry + block if carry else block
+            if not block:
+                if data:
+                    data += b"\n"
+                    yield data, np.array([len(data) - 1]), first
+                return
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            if cut:
+                ends = np.flatnonzero(np.frombuffer(data, np.uint8, count=cut) == 10)
+                yield data[:cut], ends, first
+                first += len(ends)
+
+
+def count_rows(path: str | Path) -> int:
+    """Data rows (lines after the header) of a CSV, by counting line ends."""
+    path = _csv_path(path)
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CSV_CHUNK_BYTES)
+            if not block:
+                break
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"
+    return max(0, lines - 1)
+
+
+def read_lines_at(path: str | Path, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Questions, answers and ratings of the given data rows only, found in one streaming pass
+    and parsed by the csv module exactly as HRM's reader does (errors name the line)."""
+    path = _csv_path(path)
+    C = n * n
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows, kind="stable")
+    want = rows[order] + 1                         # file line indices (0 = header)
+    q = np.empty((rows.size, C), np.uint8)
+    a = np.empty((rows.size, C), np.uint8)
+    r = np.empty(rows.size, np.int64)
+    lut_q, lut_a = _lut(n, True), _lut(n, False)
+    k = 0
+    for data, ends, first in _lines(path):
+        if k >= want.size:
+            break
+        hi = np.searchsorted(want, first + len(ends))
+        for t in range(k, hi):
+            li = int(want[t] - first)
+            lo_b = int(ends[li - 1]) + 1 if li else 0
+            text = data[lo_b:int(ends[li])].decode("utf-8", errors="replace")
+            rec = next(csv.reader([text.rstrip("\r")]), [])
+            ln = int(want[t]) + 1
+            j = order[t]
+            if len(rec) != 4:
+                what = "an empty line" if not rec else f"{len(rec)} columns"
+                raise CSVError(f"{path}:{ln}: {what}, expected 4 columns (source,question,answer,rating); "
+                               "fix or delete that line")
+            for name, v, lut, out in (("question", rec[1], lut_q, q), ("answer", rec[2], lut_a, a)):
+                if len(v) != C:
+                    raise CSVError(f"{path}:{ln}: {name} has {len(v)} characters, expected {C} "
+                                   f"for a {n} x {n} Sudoku (--size {n})")
+                raw = np.frombuffer(v.encode("latin1", "replace"), np.uint8)
+                out[j] = _checked(lut[raw][None], raw[None], np.array([ln]), name, n, path)[0]
+            if not _is_int(rec[3]):
+                raise CSVError(f"{path}:{ln}: rating {rec[3]!r} is not an integer")
+            r[j] = int(rec[3])
+        k = hi
+    if k < want.size:
+        raise CSVError(f"{path}: has no data row {int(want[k]) - 1} (the file changed while it was read?)")
+    return q, a, r
+
+
+def _csv_path(path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise CSVError(f"{path}: not found (or not a file); --source needs a folder with train.csv and test.csv")
+    return path
+
+
+def _read_quoted(path: Path, n: int, offset: int = 0, first: int = 0, line: int = 1,
+                 block_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The csv module's reading from a byte offset at a line start, for files with quoted
+    fields (slow, exact). ``line`` is the file line at ``offset``; offset 0 skips the header."""
+    import io
     C = n * n
     lut_q, lut_a = _lut(n, True), _lut(n, False)
-    ropts = pacsv.ReadOptions(skip_rows=1, column_names=["source", "question", "answer", "rating"],
-                              block_size=max(1 << 20, block_rows * (2 * C + 40)))
-    copts = pacsv.ConvertOptions(column_types={k: pa.string() for k in ("source", "question", "answer", "rating")})
-    try:
-        reader = pacsv.open_csv(path, read_options=ropts, convert_options=copts,
-                                parse_options=pacsv.ParseOptions(newlines_in_values=False))
-    except pa.ArrowInvalid as e:
-        if "Empty CSV file" in str(e):
+    with open(path, "rb") as raw:
+        raw.seek(offset)
+        f = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        reader = csv.reader(f)
+        if offset == 0 and next(reader, None) is None:
             return
-        raise CSVError(_find_bad_line(path)) from None
-    first = 0
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except pa.ArrowInvalid:
-            raise CSVError(_find_bad_line(path)) from None
-        b = batch.num_rows
-        if b == 0:
-            continue
-        cols = []
-        for name, lut in (("question", lut_q), ("answer", lut_a)):
-            arr = batch.column(name)
-            offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset:arr.offset + b + 1]
-            data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
-            bad = np.flatnonzero(np.diff(offsets) != C)
-            if bad.size:
-                i = int(bad[0])
-                raise CSVError(f"{path}:{_line_of_row(path, first + i)}: {name} has {int(offsets[i + 1] - offsets[i])} "
-                               f"characters, expected {C} for a {n} x {n} Sudoku (--size {n})")
-            vals = lut[data[offsets[0]:offsets[-1]]].reshape(b, C)
-            badc = np.flatnonzero((vals == 255).any(axis=1))
-            if badc.size:
-                i = int(badc[0])
-                j = int(np.flatnonzero(vals[i] == 255)[0])
-                ch = chr(int(data[offsets[i] + j]))
-                allowed = f"digits 1-{n}" + (" and '.' or '0' for blanks" if name == "question" else " (a complete grid)")
-                raise CSVError(f"{path}:{_line_of_row(path, first + i)}: {name} character {j + 1} is {ch!r}; "
-                               f"allowed: {allowed}")
-            cols.append(vals)
-        try:
-            ratings = np.asarray(batch.column("rating").cast(pa.int64()).to_numpy(zero_copy_only=False))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raw = batch.column("rating").to_pylist()
-            i = next(k for k, v in enumerate(raw) if not _is_int(v))
-            raise CSVError(f"{path}:{_line_of_row(path, first + i)}: rating {raw[i]!r} is not an integer") from None
-        yield first, cols[0], cols[1], ratings
-        first += b
+        base = line - 1 - (1 if offset == 0 else 0)
+        buf: list = []
+        for rec in reader:
+            ln = base + reader.line_num
+            if len(rec) != 4:
+                what = "an empty line" if not rec else f"{len(rec)} columns"
+                raise CSVError(f"{path}:{ln}: {what}, expected 4 columns (source,question,answer,rating); "
+                               "fix or delete that line")
+            _, q, a, r = rec
+            for name, v in (("question", q), ("answer", a)):
+                if len(v) != C:
+                    raise CSVError(f"{path}:{ln}: {name} has {len(v)} characters, expected {C} "
+                                   f"for a {n} x {n} Sudoku (--size {n})")
+            if not _is_int(r):
+                raise CSVError(f"{path}:{ln}: rating {r!r} is not an integer")
+            buf.append((ln, q, a, int(r)))
+            if len(buf) == block_rows:
+                yield _quoted_block(buf, first, lut_q, lut_a, n, path)
+                first += len(buf)
+                buf = []
+        if buf:
+            yield _quoted_block(buf, first, lut_q, lut_a, n, path)
+
+
+def _quoted_block(buf, first, lut_q, lut_a, n, path):
+    lines = np.array([b[0] for b in buf])
+    rq = np.frombuffer("".join(b[1] for b in buf).encode("latin1", "replace"), np.uint8).reshape(len(buf), -1)
+    ra = np.frombuffer("".join(b[2] for b in buf).encode("latin1", "replace"), np.uint8).reshape(len(buf), -1)
+    return (first, _checked(lut_q[rq], rq, lines, "question", n, path), _checked(lut_a[ra], ra, lines, "answer", n, path),
+            np.array([b[3] for b in buf], np.int64))
 
 
 def _is_int(v: Any) -> bool:
@@ -162,12 +374,12 @@ def _is_int(v: Any) -> bool:
         return False
 
 
-def read_csv(path: str | Path, n: int = 9, min_difficulty: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def read_csv(path: str | Path, n: int = 9, min_difficulty: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A whole CSV as arrays (questions, answers, ratings, data-row index), rows with rating >=
     ``min_difficulty`` only (small files; the builder streams)."""
     qs, as_, rs, idx = [], [], [], []
     for first, q, a, r in read_csv_batches(path, n):
-        keep = r >= min_difficulty
+        keep = r >= min_difficulty if min_difficulty is not None else np.ones(len(r), bool)
         qs.append(q[keep]), as_.append(a[keep]), rs.append(r[keep]), idx.append(first + np.flatnonzero(keep))
     C = n * n
     if not qs:
@@ -180,18 +392,18 @@ def read_csv(path: str | Path, n: int = 9, min_difficulty: int = 0) -> tuple[np.
 def augment_groups(q: np.ndarray, a: np.ndarray, num_aug: int, rng: np.random.Generator, n: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tokens (B, C) -> (B * (1 + num_aug), C) rows, each base followed by its copies (the first
-    copy unchanged), and the index of the transform per row (0 = original)."""
+    copy unchanged), and the index of the copy per row (0 = original)."""
     B, C = q.shape
     k = 1 + num_aug
-    xq = np.repeat(q, k, axis=0)
-    xa = np.repeat(a, k, axis=0)
-    aug = np.tile(np.arange(k), B)
+    xq = np.empty((B, k, C), q.dtype)
+    xa = np.empty((B, k, C), a.dtype)
+    xq[:, 0], xa[:, 0] = q, a
     if num_aug:
-        rows = np.flatnonzero(aug > 0)
-        cell_map, digit_map = ss.random_symmetries(rng, rows.size, n)
-        xq[rows] = ss.apply_symmetries(xq[rows], cell_map, digit_map, offset=1)
-        xa[rows] = ss.apply_symmetries(xa[rows], cell_map, digit_map, offset=1)
-    return xq, xa, aug
+        cell_map, digit_map = ss.random_symmetries(rng, B * num_aug, n)
+        src = np.repeat(np.arange(B), num_aug)
+        xq[:, 1:] = ss.apply_symmetries(q, cell_map, digit_map, offset=1, source=src).reshape(B, num_aug, C)
+        xa[:, 1:] = ss.apply_symmetries(a, cell_map, digit_map, offset=1, source=src).reshape(B, num_aug, C)
+    return xq.reshape(B * k, C), xa.reshape(B * k, C), np.tile(np.arange(k), B)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -326,7 +538,7 @@ class Sudoku(Builder):
         path = Path(o["source"]) / f"{split}.csv"
         if split == "train" and o["subsample_size"]:
             q, a, r, rows = self._subsample(path, o, stats)
-            yield from self._batches(split, o, q + 1, a + 1, num_aug, {"rating": r, "csv_row": rows})
+            yield from self._batches(split, o, q + 1, a + 1, num_aug, {"rating": r, "csv_line": rows + 2})
             return
         index = 0
         for first, q, a, r in read_csv_batches(path, n):
@@ -334,38 +546,29 @@ class Sudoku(Builder):
             keep = r >= o["min_difficulty"]
             stats["puzzles"] += int(keep.sum())
             rows = first + np.flatnonzero(keep)
-            yield from self._batches(split, o, q[keep] + 1, a[keep] + 1, num_aug, {"rating": r[keep], "csv_row": rows},
+            yield from self._batches(split, o, q[keep] + 1, a[keep] + 1, num_aug, {"rating": r[keep], "csv_line": rows + 2},
                                      start=index)
             index += int(keep.sum())
 
     def _subsample(self, path: Path, o: dict[str, Any], stats: Counter):
-        """Two passes, so memory holds only the chosen rows: count the eligible rows, choose as
-        HRM does (``choice(total, size, replace=False)``, seeded here), collect, keep its order."""
+        """Memory holds only the chosen rows: one pass counts the rows (or, for --min-difficulty,
+        reads every rating); HRM's choice (``choice(total, size, replace=False)``
+        over the rows passing --min-difficulty, seeded here, in the chosen order); then only
+        those lines are read and checked."""
         n, md = o["size"], o["min_difficulty"]
-        total = 0
-        for _, _, _, r in read_csv_batches(path, n):
-            stats["rows_read"] += len(r)
-            total += int((r >= md).sum())
+        total = count_rows(path)
+        stats["rows_read"] += total
+        if md > 0:
+            ratings, _ = scan_ratings(path, n)
+            elig = np.flatnonzero(ratings >= md)
+        else:
+            elig = np.arange(total)
         size = o["subsample_size"]
         rng = np.random.default_rng(np.random.SeedSequence(o["seed"], spawn_key=(SPLIT_IDS["train"], 1)))
-        sel = rng.choice(total, size=size, replace=False) if size < total else np.arange(total)
-        wanted = np.sort(sel)
-        parts: list[tuple] = []
-        seen = 0
-        for first, q, a, r in read_csv_batches(path, n):
-            elig = np.flatnonzero(r >= md)
-            pos = seen + np.arange(elig.size)
-            hit = np.isin(pos, wanted)
-            parts.append((q[elig[hit]], a[elig[hit]], r[elig[hit]], first + elig[hit]))
-            seen += elig.size
-        C = n * n
-        q = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, C), np.uint8)
-        a = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, C), np.uint8)
-        r = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
-        rows = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.int64)
-        order = np.searchsorted(wanted, sel)
-        stats["puzzles"] += len(order)
-        return q[order], a[order], r[order], rows[order]
+        sel = elig[rng.choice(elig.size, size=size, replace=False)] if size < elig.size else elig
+        stats["puzzles"] += len(sel)
+        q, a, r = read_lines_at(path, n, sel)
+        return q, a, r, sel
 
     def _batches(self, split: str, o: dict[str, Any], q: np.ndarray, a: np.ndarray, num_aug: int,
                  columns: dict[str, np.ndarray], start: int = 0) -> Iterator[GroupBatch]:
@@ -387,7 +590,8 @@ class Sudoku(Builder):
         for s in self._stats.values():
             total.update(s)
         out = {k: int(v) for k, v in sorted(total.items())}
-        out["solver"] = ss.BACKEND
+        if ss.BACKEND:
+            out["solver"] = ss.BACKEND
         return out
 
     # -- domain check and metric -----------------------------------------------------

@@ -201,19 +201,34 @@ def _rate_many(cands, units, peers, popcount, full, ascending, counts, deads, so
         deads[r] = d
 
 
-_KERNELS = {"_propagate": _propagate, "_pick": _pick, "_search": _search, "_generate": _generate,
-            "_rate_many": _rate_many}
-BACKEND = "python"
-if os.environ.get("HRM_SUDOKU_NO_NUMBA", "") in ("", "0"):
-    try:
-        import numba
-    except ImportError:
-        pass
-    else:
-        # rebinding the globals makes the compiled functions call each other compiled
-        for _name, _f in _KERNELS.items():
-            globals()[_name] = numba.njit(cache=True, nogil=True)(_f)
-        BACKEND = "numba"
+def _apply(g, src, cell_map, digit_map, offset, out):
+    for m in range(cell_map.shape[0]):
+        row = g[src[m]]
+        for i in range(cell_map.shape[1]):
+            v = row[cell_map[m, i]]
+            out[m, i] = v if v < offset else digit_map[m, v - offset] + offset
+
+
+_KERNELS = ("_propagate", "_pick", "_search", "_generate", "_rate_many", "_apply")
+BACKEND = None   # "numba" or "python", decided on first use (importing numba costs a second)
+
+
+def backend() -> str:
+    """Compile the kernels with numba if it is installed (once); the backend's name."""
+    global BACKEND
+    if BACKEND is None:
+        BACKEND = "python"
+        if os.environ.get("HRM_SUDOKU_NO_NUMBA", "") in ("", "0"):
+            try:
+                import numba
+            except ImportError:
+                return BACKEND
+            # rebinding the globals makes the compiled functions call each other compiled
+            g = globals()
+            for name in _KERNELS:
+                g[name] = numba.njit(cache=True, nogil=True)(g[name])
+            BACKEND = "numba"
+    return BACKEND
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -228,6 +243,7 @@ def to_masks(grids: np.ndarray, n: int) -> np.ndarray:
 def solve(grids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each (C,) grid of values 0..n: (solutions found, capped at 2; rating = dead ends of the
     full search; the first solution as values, zeros if none)."""
+    backend()
     geo = geometry(n)
     g = np.atleast_2d(np.asarray(grids)).reshape(-1, n * n)
     cands = to_masks(g, n)
@@ -243,6 +259,7 @@ def solve(grids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def generate_one(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, int]:
     """One minimal puzzle with a unique solution: (puzzle values, solution values, rating)."""
+    backend()
     geo = geometry(n)
     C = n * n
     digit_order = np.argsort(rng.random((C, n)), axis=1).astype(np.int64)
@@ -268,42 +285,75 @@ def valid_solutions(grids: np.ndarray, n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- symmetries
 
+@lru_cache(maxsize=None)
+def permutation_table(k: int) -> np.ndarray:
+    """All k! permutations of 0..k-1 in lexicographic order, (k!, k) uint8 (built by arrays)."""
+    t = np.zeros((1, 0), np.uint8)
+    for m in range(1, k + 1):
+        # permutations of m from those of m-1: choose the first element, relabel the rest
+        first = np.repeat(np.arange(m, dtype=np.uint8), len(t))
+        rest = np.tile(t, (m, 1))
+        rest = rest + (rest >= first[:, None])
+        t = np.concatenate([first[:, None], rest], axis=1).astype(np.uint8)
+    return t
+
+
+@lru_cache(maxsize=None)
+def line_permutations(n_groups: int, size: int) -> np.ndarray:
+    """Every permutation of n_groups * size lines that permutes the groups (bands or stacks)
+    and the lines within each group: (n_groups! * size!^n_groups, n_groups * size) int16."""
+    groups = permutation_table(n_groups).astype(np.int16)
+    within = permutation_table(size).astype(np.int16)
+    combos = np.stack(np.meshgrid(*([np.arange(len(groups))] + [np.arange(len(within))] * n_groups),
+                                  indexing="ij"), -1).reshape(-1, 1 + n_groups)
+    g = groups[combos[:, 0]]                                            # (R, n_groups)
+    w = np.stack([within[combos[:, 1 + j]] for j in range(n_groups)], axis=1)   # (R, n_groups, size)
+    return (g[:, :, None] * size + w).reshape(len(combos), n_groups * size).astype(np.int16)
+
+
 def random_symmetries(rng: np.random.Generator, count: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` random validity-preserving transforms: (cell maps (count, C): new cell i takes
-    old cell map[i]; digit maps (count, n + 1): value v -> map[v], 0 stays 0). Bands/stacks and
-    rows/columns within them are permuted; square boxes may also be transposed."""
+    """``count`` random validity-preserving transforms, uniform over the group: (cell maps
+    (count, C) int16: new cell i takes old cell map[i]; digit maps (count, n + 1) uint8: value
+    v -> map[v], 0 stays 0). Bands/stacks and rows/columns within them are permuted; square
+    boxes may also be transposed. One random integer per transform, decoded in mixed radix."""
     bh, bw = BOXES[n]
-    nb, ns = n // bh, n // bw
+    rows_t, cols_t, digits_t = line_permutations(n // bh, bh), line_permutations(n // bw, bw), permutation_table(n)
+    radix = [len(rows_t), len(cols_t), len(digits_t)] + ([2] if bh == bw else [1])
+    u = rng.integers(0, int(np.prod(radix, dtype=object)), count, dtype=np.int64)
+    idx = []
+    for r in radix:
+        u, d = np.divmod(u, r)
+        idx.append(d)
+    rows, cols = rows_t[idx[0]], cols_t[idx[1]]                          # (count, n)
+    t = idx[3].astype(bool)[:, None]
+    n16 = np.int16(n)
+    a = np.where(t, rows, rows * n16)          # new cell (i, j) takes old (rows[i], cols[j]),
+    b = np.where(t, cols * n16, cols)          # or (cols[j], rows[i]) when transposed
+    cell_map = (a[:, :, None] + b[:, None, :]).reshape(count, n * n)
+    digits = np.zeros((count, n + 1), np.uint8)
+    digits[:, 1:] = digits_t[idx[2]] + 1
+    return cell_map, digits
 
-    def perm(k: int, size: int) -> np.ndarray:
-        return np.argsort(rng.random((count, k, size)), axis=2)
 
-    bands = perm(1, nb)[:, 0]                     # (count, nb)
-    within_r = perm(nb, bh)                       # (count, nb, bh)
-    rows = (bands[:, :, None] * bh + np.take_along_axis(within_r, bands[:, :, None], axis=1)).reshape(count, n)
-    stacks = perm(1, ns)[:, 0]
-    within_c = perm(ns, bw)
-    cols = (stacks[:, :, None] * bw + np.take_along_axis(within_c, stacks[:, :, None], axis=1)).reshape(count, n)
-    transpose = rng.random(count) < 0.5 if bh == bw else np.zeros(count, bool)
-    digits = np.concatenate([np.zeros((count, 1), np.int64), np.argsort(rng.random((count, n)), axis=1) + 1], axis=1)
-    straight = rows[:, :, None] * n + cols[:, None, :]
-    flipped = cols[:, None, :] * n + rows[:, :, None]
-    cell_map = np.where(transpose[:, None, None], flipped, straight).reshape(count, n * n)
-    return cell_map.astype(np.int16 if n * n < 32768 else np.int64), digits.astype(np.uint8)
-
-
-def apply_symmetries(grids: np.ndarray, cell_map: np.ndarray, digit_map: np.ndarray, offset: int = 0) -> np.ndarray:
-    """Transform grids (M, C) row by row: out[m] = digit_map[m][grids[m][cell_map[m]]]. Values
-    are ``offset`` + 0..n (offset 1 for HRM tokens, where 0 is PAD and stays PAD)."""
-    g = np.asarray(grids)
-    M, C = g.shape
-    rows = np.arange(M)[:, None]
-    moved = g[rows, cell_map.astype(np.intp)]
-    if offset:
-        lut = np.concatenate([np.zeros((M, offset), digit_map.dtype), digit_map + offset], axis=1)
-    else:
-        lut = digit_map
-    return lut[rows, moved].astype(g.dtype, copy=False)
+def apply_symmetries(grids: np.ndarray, cell_map: np.ndarray, digit_map: np.ndarray, offset: int = 0,
+                     source: np.ndarray | None = None) -> np.ndarray:
+    """out[m] = digit_map[m][grids[source[m]][cell_map[m]]] (source defaults to m), values
+    ``offset`` + 0..n (offset 1 for HRM tokens, where 0 is PAD and stays PAD). Compiled with
+    numba when available, else two numpy gathers; the same bytes either way."""
+    g = np.ascontiguousarray(grids)
+    C = g.shape[1]
+    M = cell_map.shape[0]
+    src = np.arange(M, dtype=np.int64) if source is None else np.asarray(source, np.int64)
+    if backend() == "numba":
+        out = np.empty((M, C), g.dtype)
+        _apply(g, src, cell_map, digit_map, offset, out)
+        return out
+    flat = cell_map + (src * C)[:, None]
+    moved = np.take(g.reshape(-1), flat)
+    V = digit_map.shape[1] + offset
+    lut = np.zeros((M, V), g.dtype)
+    lut[:, offset:] = digit_map + offset
+    return np.take(lut.reshape(-1), moved + (np.arange(M, dtype=np.intp) * V)[:, None]).astype(g.dtype, copy=False)
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
