@@ -4,6 +4,7 @@ the generator's rate per size and rating band.
     python benchmarks/bench_sudoku_build.py --csv /tmp/sudoku-csv --make-csv \\
         --reference /tmp/hrm-ref --reference-python /tmp/refvenv/bin/python --repeat 2
     python benchmarks/bench_sudoku_build.py --generation
+    python benchmarks/bench_sudoku_build.py          # CSV made in /tmp if missing, ours only, then --generation
 
 ``--make-csv`` writes train.csv / test.csv in the public sudoku-extreme layout with the public
 row counts (3,831,994 / 422,786; ``--train-rows``/``--test-rows`` to change): generated puzzles
@@ -166,7 +167,8 @@ def bench_generation(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--csv", help="folder with train.csv and test.csv")
+    ap.add_argument("--csv", help="folder with train.csv and test.csv (made there when missing; default "
+                    "/tmp/hrm-bench-sudoku-csv)")
     ap.add_argument("--make-csv", action="store_true", help="write the CSVs into --csv first")
     ap.add_argument("--train-rows", type=int, default=3_831_994)
     ap.add_argument("--test-rows", type=int, default=422_786)
@@ -183,11 +185,13 @@ def main() -> None:
     if args.generation:
         bench_generation(args)
         return
-    if not args.csv:
-        ap.error("--csv FOLDER is needed (add --make-csv to create it)")
-    if args.make_csv:
+    default = not args.csv
+    args.csv = args.csv or "/tmp/hrm-bench-sudoku-csv"
+    if args.make_csv or not (Path(args.csv) / "train.csv").is_file():
         make_csv(Path(args.csv), args.train_rows, args.test_rows, args.base, seed=0)
     bench_build(args)
+    if default:   # `make bench`: the generator too
+        bench_generation(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""Does a small HRM learn 4 x 4 Sudoku on a CPU? Generate puzzles, train, print the test curve.
+
+    python benchmarks/learn_sudoku.py                          # the documented configuration
+    python benchmarks/learn_sudoku.py --minutes 5 --threads 1  # a quicker look
+
+Builds ``--out``/data with ``hrm-data build sudoku --generate --size 4`` (test puzzles are
+inequivalent to every train puzzle under the Sudoku symmetries, so the test measures solving,
+not recall), trains a model smaller than ``preset=cpu-small`` for ``--epochs`` (or as many as
+fit in ``--minutes``) and prints test exact accuracy and the builder's ``solved`` share
+(any valid solution keeping the clues) at each evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
+         "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0",
+         "arch.forward_dtype=float32", "arch.pos_encodings=rope"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="/tmp/hrm-learn-sudoku")
+    ap.add_argument("--count", type=int, default=3000, help="train puzzles")
+    ap.add_argument("--test-count", type=int, default=12, help="test puzzles (4 x 4 has few inequivalent ones)")
+    ap.add_argument("--num-aug", type=int, default=3)
+    ap.add_argument("--minutes", type=float, default=13.0, help="training budget (wall clock)")
+    ap.add_argument("--evals", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--sec-per-step", type=float, default=None, help="skip the timing probe")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("extra", nargs="*", help="more hrm-train key=value overrides")
+    a = ap.parse_args()
+    out = Path(a.out)
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    subprocess.run(["hrm-data", "build", "sudoku", "--generate", "--size", "4", "--count", str(a.count),
+                    "--test-count", str(a.test_count), "--num-aug", str(a.num_aug), "--out", str(data), "-q"],
+                   check=True)
+    n_groups = json.loads((data / "train" / "dataset.json").read_text())["total_groups"]
+    steps_per_epoch = n_groups / a.batch
+    common = [str(data), *MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
+              "weight_decay=0.1", "beta2=0.95", "progress=false", "log_every=50",
+              f"runs_dir={out / 'runs'}", *(f"cpu_threads={a.threads}",) * bool(a.threads), *a.extra]
+    sps = a.sec_per_step
+    if sps is None:  # probe: 2 epochs, time per step from its metrics
+        probe = subprocess.run(["hrm-train", *common, "epochs=2", "run_name=probe", "log_every=1",
+                                "checkpoint_every_eval=false"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            sys.exit(probe.stderr[-3000:])
+        lines = [json.loads(x) for x in (out / "runs" / "probe" / "metrics.jsonl").read_text().splitlines()]
+        t = [x for x in lines if x["type"] == "train"]
+        sps = (t[-1]["time"] - t[1]["time"]) / max(1, t[-1]["step"] - t[1]["step"])
+        shutil.rmtree(out / "runs" / "probe")
+    epochs = max(a.evals, int(a.minutes * 60 / (sps * steps_per_epoch * 1.05)))
+    epochs -= epochs % a.evals
+    print(f"data: {n_groups} train groups, 4 x 4; {sps:.3f} s/step measured; {epochs} epochs, "
+          f"eval every {epochs // a.evals}", flush=True)
+    run_name = f"learn-{time.strftime('%H%M%S')}"
+    cmd = ["hrm-train", *common, f"epochs={epochs}", f"eval_interval={epochs // a.evals}",
+           f"lr_warmup_examples={2 * n_groups}", f"run_name={run_name}"]
+    print(" ".join(cmd), flush=True)
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(r.stderr[-3000:])
+    lines = [json.loads(x) for x in (out / "runs" / run_name / "metrics.jsonl").read_text().splitlines()]
+    print(f"trained in {(time.time() - t0) / 60:.1f} min\n\n  step  epoch  exact_acc  accuracy  lm_loss  task")
+    for x in lines:
+        if x["type"] == "eval":
+            task = " ".join(f"{k}={v:.3f}" for k, v in x.get("task", {}).items() if k != "examples")
+            print(f"{x['step']:6d} {x['epoch']:6d} {x['exact_accuracy']:10.3f} {x['accuracy']:9.3f} "
+                  f"{x['lm_loss']:8.4f}  {task}")
+
+
+if __name__ == "__main__":
+    main()
