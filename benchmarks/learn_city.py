@@ -11,12 +11,11 @@ Results and the configuration are documented in docs/trainer.md ("Learning on a 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
+
+from learn_common import train_with_budget
 
 MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
          "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=64",
@@ -45,41 +44,11 @@ def main() -> None:
     subprocess.run(["hrm-data", "build", "city-logistics", "--out", str(data), "--size", str(a.size),
                     "--train-scenarios", str(a.train_scenarios), "--test-scenarios", str(a.test_scenarios),
                     "--vehicles", a.vehicles, "-q"], check=True)
-    n_groups = json.loads((data / "train" / "dataset.json").read_text())["total_groups"]
-    steps_per_epoch = n_groups / a.batch
     common = [str(data), *MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
               "puzzle_emb_lr=1e-2", "weight_decay=0.1", "beta2=0.95", "progress=false", "log_every=50",
               f"runs_dir={out / 'runs'}", *(f"cpu_threads={a.threads}",) * bool(a.threads), *a.extra]
-    sps = a.sec_per_step
-    if sps is None:  # probe: 2 epochs, time per step from its metrics
-        probe = subprocess.run(["hrm-train", *common, "epochs=2", "run_name=probe", "log_every=1",
-                                "checkpoint_every_eval=false"], capture_output=True, text=True)
-        if probe.returncode != 0:
-            sys.exit(probe.stderr[-3000:])
-        lines = [json.loads(l) for l in (out / "runs" / "probe" / "metrics.jsonl").read_text().splitlines()]
-        t = [l for l in lines if l["type"] == "train"]
-        sps = (t[-1]["time"] - t[1]["time"]) / max(1, t[-1]["step"] - t[1]["step"])
-        shutil.rmtree(out / "runs" / "probe")
-    epochs = max(a.evals, int(a.minutes * 60 / (sps * steps_per_epoch * 1.08)))  # ~8% for evaluation
-    epochs -= epochs % a.evals
-    warmup = f"lr_warmup_examples={2 * n_groups}"
-    print(f"data: {n_groups} train groups (size {a.size}); {sps:.3f} s/step measured; "
-          f"{epochs} epochs, eval every {epochs // a.evals}", flush=True)
-    run_name = f"learn-{time.strftime('%H%M%S')}"
-    cmd = ["hrm-train", *common, f"epochs={epochs}", f"eval_interval={epochs // a.evals}", warmup,
-           f"run_name={run_name}"]
-    print(" ".join(cmd), flush=True)
-    t0 = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(r.stderr[-3000:])
-    lines = [json.loads(l) for l in (out / "runs" / run_name / "metrics.jsonl").read_text().splitlines()]
-    print(f"trained in {(time.time() - t0) / 60:.1f} min\n\n  step  epoch  exact_acc  accuracy  q_halt_acc  lm_loss  task")
-    for l in lines:
-        if l["type"] == "eval":
-            task = " ".join(f"{k}={v:.3f}" for k, v in l.get("task", {}).items() if k != "examples")
-            print(f"{l['step']:6d} {l['epoch']:6d} {l['exact_accuracy']:10.3f} {l['accuracy']:9.3f} "
-                  f"{l['q_halt_accuracy']:10.3f} {l['lm_loss']:8.4f}  {task}")
+    train_with_budget(data, out, common, batch=a.batch, minutes=a.minutes, evals=a.evals,
+                      sec_per_step=a.sec_per_step, describe=f" (size {a.size})")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ fit in ``--minutes``) and prints test exact accuracy and the builder's ``solved`
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
+
+from learn_common import train_with_budget
 
 MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
          "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0",
@@ -45,40 +44,11 @@ def main() -> None:
     subprocess.run(["hrm-data", "build", "sudoku", "--generate", "--size", "4", "--count", str(a.count),
                     "--test-count", str(a.test_count), "--num-aug", str(a.num_aug), "--out", str(data), "-q"],
                    check=True)
-    n_groups = json.loads((data / "train" / "dataset.json").read_text())["total_groups"]
-    steps_per_epoch = n_groups / a.batch
     common = [str(data), *MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
               "weight_decay=0.1", "beta2=0.95", "progress=false", "log_every=50",
               f"runs_dir={out / 'runs'}", *(f"cpu_threads={a.threads}",) * bool(a.threads), *a.extra]
-    sps = a.sec_per_step
-    if sps is None:  # probe: 2 epochs, time per step from its metrics
-        probe = subprocess.run(["hrm-train", *common, "epochs=2", "run_name=probe", "log_every=1",
-                                "checkpoint_every_eval=false"], capture_output=True, text=True)
-        if probe.returncode != 0:
-            sys.exit(probe.stderr[-3000:])
-        lines = [json.loads(x) for x in (out / "runs" / "probe" / "metrics.jsonl").read_text().splitlines()]
-        t = [x for x in lines if x["type"] == "train"]
-        sps = (t[-1]["time"] - t[1]["time"]) / max(1, t[-1]["step"] - t[1]["step"])
-        shutil.rmtree(out / "runs" / "probe")
-    epochs = max(a.evals, int(a.minutes * 60 / (sps * steps_per_epoch * 1.05)))
-    epochs -= epochs % a.evals
-    print(f"data: {n_groups} train groups, 4 x 4; {sps:.3f} s/step measured; {epochs} epochs, "
-          f"eval every {epochs // a.evals}", flush=True)
-    run_name = f"learn-{time.strftime('%H%M%S')}"
-    cmd = ["hrm-train", *common, f"epochs={epochs}", f"eval_interval={epochs // a.evals}",
-           f"lr_warmup_examples={2 * n_groups}", f"run_name={run_name}"]
-    print(" ".join(cmd), flush=True)
-    t0 = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(r.stderr[-3000:])
-    lines = [json.loads(x) for x in (out / "runs" / run_name / "metrics.jsonl").read_text().splitlines()]
-    print(f"trained in {(time.time() - t0) / 60:.1f} min\n\n  step  epoch  exact_acc  accuracy  lm_loss  task")
-    for x in lines:
-        if x["type"] == "eval":
-            task = " ".join(f"{k}={v:.3f}" for k, v in x.get("task", {}).items() if k != "examples")
-            print(f"{x['step']:6d} {x['epoch']:6d} {x['exact_accuracy']:10.3f} {x['accuracy']:9.3f} "
-                  f"{x['lm_loss']:8.4f}  {task}")
+    train_with_budget(data, out, common, batch=a.batch, minutes=a.minutes, evals=a.evals,
+                      sec_per_step=a.sec_per_step, describe=", 4 x 4")
 
 
 if __name__ == "__main__":
