@@ -538,6 +538,9 @@ class Sudoku(Builder):
         path = Path(o["source"]) / f"{split}.csv"
         if split == "train" and o["subsample_size"]:
             q, a, r, rows = self._subsample(path, o, stats)
+            if not len(q):
+                raise ValueError(f"{path}: no rows" + (f" with rating >= {o['min_difficulty']}" if o["min_difficulty"] else "")
+                                 + "; an empty train split cannot be trained on")
             yield from self._batches(split, o, q + 1, a + 1, num_aug, {"rating": r, "csv_line": rows + 2})
             return
         index = 0
@@ -549,6 +552,9 @@ class Sudoku(Builder):
             yield from self._batches(split, o, q[keep] + 1, a[keep] + 1, num_aug, {"rating": r[keep], "csv_line": rows + 2},
                                      start=index)
             index += int(keep.sum())
+        if split == "train" and index == 0:
+            raise ValueError(f"{path}: no rows" + (f" with rating >= {o['min_difficulty']}" if o["min_difficulty"] else "")
+                             + "; an empty train split cannot be trained on")
 
     def _subsample(self, path: Path, o: dict[str, Any], stats: Counter):
         """Memory holds only the chosen rows: one pass counts the rows (or, for --min-difficulty,
