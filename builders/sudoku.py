@@ -235,66 +235,64 @@ def scan_ratings(path: str | Path, n: int) -> tuple[np.ndarray, np.ndarray | Non
     return np.concatenate(rs), np.concatenate(qp)
 
 
-def _lines(path: Path) -> Iterator[tuple[bytes, np.ndarray, int]]:
-    """Chunks of whole lines: (bytes, offsets of the line ends inside them, index of the first
-    line). Line 0 is the header."""
-    first, carry = 0, b""
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(CSV_CHUNK_BYTES)
-            data = carry + block if carry else block
-            if not block:
-                if data:
-                    data += b"\n"
-                    yield data, np.array([len(data) - 1]), first
-                return
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            if cut:
-                ends = np.flatnonzero(np.frombuffer(data, np.uint8, count=cut) == 10)
-                yield data[:cut], ends, first
-                first += len(ends)
-
-
-def count_rows(path: str | Path) -> int:
-    """Data rows (lines after the header) of a CSV, by counting line ends."""
+def line_index(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Where every line starts, in 4 bytes per line: (chunk byte offsets (K,), first line of
+    each chunk (K+1,), line-start offsets within their chunk (L,) uint32, file size). Line 0 is
+    the header; data row r is line r + 1. One pass over the file."""
     path = _csv_path(path)
-    lines, last = 0, b"\n"
+    bases, firsts, parts = [0], [0, 1], [np.zeros(1, np.uint32)]
+    offset = 0
     with open(path, "rb") as f:
         while True:
             block = f.read(CSV_CHUNK_BYTES)
             if not block:
                 break
-            lines += block.count(b"\n")
-            last = block[-1:]
-    lines += last != b"\n"
-    return max(0, lines - 1)
+            nl = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+            bases.append(offset)
+            offset += len(block)
+            parts.append((nl + 1).astype(np.uint32))      # a line starts after each newline
+            firsts.append(firsts[-1] + nl.size)
+    local = np.concatenate(parts)
+    bases_a, firsts_a = np.asarray(bases, np.int64), np.asarray(firsts, np.int64)
+    # the file's end is not a line start: drop it (it is the last entry when the file ends in a newline)
+    if local.size > 1 and _line_start(bases_a, firsts_a, local, local.size - 1) >= offset:
+        local = local[:-1]
+    return bases_a, firsts_a, local, offset
 
 
-def read_lines_at(path: str | Path, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Questions, answers and ratings of the given data rows only, found in one streaming pass
+def _line_start(bases: np.ndarray, firsts: np.ndarray, local: np.ndarray, line) -> np.ndarray:
+    chunk = np.searchsorted(firsts, line, side="right") - 1
+    return bases[chunk] + local[line]
+
+
+def count_rows(path: str | Path) -> int:
+    """Data rows (lines after the header) of a CSV."""
+    return max(0, len(line_index(path)[2]) - 1)
+
+
+def read_lines_at(path: str | Path, n: int, rows: np.ndarray, index: tuple | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Questions, answers and ratings of the given data rows only, each line read at its offset
     and parsed by the csv module exactly as HRM's reader does (errors name the line)."""
     path = _csv_path(path)
+    bases, firsts, local, size = index if index is not None else line_index(path)
     C = n * n
     rows = np.asarray(rows, np.int64)
-    order = np.argsort(rows, kind="stable")
-    want = rows[order] + 1                         # file line indices (0 = header)
     q = np.empty((rows.size, C), np.uint8)
     a = np.empty((rows.size, C), np.uint8)
     r = np.empty(rows.size, np.int64)
     lut_q, lut_a = _lut(n, True), _lut(n, False)
-    k = 0
-    for data, ends, first in _lines(path):
-        if k >= want.size:
-            break
-        hi = np.searchsorted(want, first + len(ends))
-        for t in range(k, hi):
-            li = int(want[t] - first)
-            lo_b = int(ends[li - 1]) + 1 if li else 0
-            text = data[lo_b:int(ends[li])].decode("utf-8", errors="replace")
-            rec = next(csv.reader([text.rstrip("\r")]), [])
-            ln = int(want[t]) + 1
-            j = order[t]
+    with open(path, "rb") as f:
+        for j in np.argsort(rows, kind="stable"):
+            line = int(rows[j]) + 1
+            if line >= len(local):
+                raise CSVError(f"{path}: has no data row {line} (the file changed while it was read?)")
+            lo = int(_line_start(bases, firsts, local, line))
+            hi = int(_line_start(bases, firsts, local, line + 1)) if line + 1 < len(local) else size
+            f.seek(lo)
+            text = f.read(hi - lo).decode("utf-8", errors="replace")
+            rec = next(csv.reader([text.rstrip("\r\n")]), [])
+            ln = line + 1
             if len(rec) != 4:
                 what = "an empty line" if not rec else f"{len(rec)} columns"
                 raise CSVError(f"{path}:{ln}: {what}, expected 4 columns (source,question,answer,rating); "
@@ -308,9 +306,6 @@ def read_lines_at(path: str | Path, n: int, rows: np.ndarray) -> tuple[np.ndarra
             if not _is_int(rec[3]):
                 raise CSVError(f"{path}:{ln}: rating {rec[3]!r} is not an integer")
             r[j] = int(rec[3])
-        k = hi
-    if k < want.size:
-        raise CSVError(f"{path}: has no data row {int(want[k]) - 1} (the file changed while it was read?)")
     return q, a, r
 
 
@@ -562,7 +557,8 @@ class Sudoku(Builder):
         over the rows passing --min-difficulty, seeded here, in the chosen order); then only
         those lines are read and checked."""
         n, md = o["size"], o["min_difficulty"]
-        total = count_rows(path)
+        index = line_index(path)
+        total = max(0, len(index[2]) - 1)
         stats["rows_read"] += total
         if md > 0:
             ratings, _ = scan_ratings(path, n)
@@ -573,7 +569,7 @@ class Sudoku(Builder):
         rng = np.random.default_rng(np.random.SeedSequence(o["seed"], spawn_key=(SPLIT_IDS["train"], 1)))
         sel = elig[rng.choice(elig.size, size=size, replace=False)] if size < elig.size else elig
         stats["puzzles"] += len(sel)
-        q, a, r = read_lines_at(path, n, sel)
+        q, a, r = read_lines_at(path, n, sel, index)
         return q, a, r, sel
 
     def _batches(self, split: str, o: dict[str, Any], q: np.ndarray, a: np.ndarray, num_aug: int,
@@ -587,7 +583,8 @@ class Sudoku(Builder):
             b1 = min(len(q), b0 + per)
             rng = np.random.default_rng(np.random.SeedSequence(o["seed"], spawn_key=(SPLIT_IDS[split], 2, start + b0)))
             xq, xa, aug = augment_groups(q[b0:b1], a[b0:b1], num_aug, rng, n)
-            cols = {"puzzle": np.repeat(np.arange(start + b0, start + b1), k), "augmentation": aug}
+            cols = {"puzzle": np.repeat(np.arange(start + b0, start + b1, dtype=np.int32), k),
+                    "augmentation": aug.astype(np.int32)}
             cols.update({c: np.repeat(v[b0:b1], k) for c, v in columns.items()})
             yield GroupBatch(IDENTIFIER, xq, xa, np.full(b1 - b0, k, np.int64), columns=cols)
 
