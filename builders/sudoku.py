@@ -22,7 +22,7 @@ from . import sudoku_solver as ss
 
 SPLIT_IDS = {"train": 0, "test": 1}
 IDENTIFIER = "<blank>"   # as HRM: every puzzle has identifier 0, so num_puzzle_identifiers is 1
-CHUNK_ROWS = 1 << 16    # rows per written batch (bounds memory; fixed, so the bytes never depend on it)
+CHUNK_ROWS = 1 << 15    # rows per written batch (bounds memory; fixed, so the bytes never depend on it)
 MAX_DRAWS = 20_000      # generator draws per puzzle before --min-rating is declared unreachable
 PALETTE_DIGITS = ("#f4a3a3", "#f7c68f", "#f3e58c", "#b9e59a", "#8fd9c4", "#95c8f0", "#b3a7ee", "#e3a6e0", "#d0d0d0")
 
@@ -60,7 +60,7 @@ def _lut(n: int, blanks: bool) -> np.ndarray:
     return t
 
 
-CSV_CHUNK_BYTES = 8 << 20
+CSV_CHUNK_BYTES = 4 << 20
 
 
 class _Quoted(Exception):

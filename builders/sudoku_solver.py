@@ -339,7 +339,8 @@ def apply_symmetries(grids: np.ndarray, cell_map: np.ndarray, digit_map: np.ndar
                      source: np.ndarray | None = None) -> np.ndarray:
     """out[m] = digit_map[m][grids[source[m]][cell_map[m]]] (source defaults to m), values
     ``offset`` + 0..n (offset 1 for HRM tokens, where 0 is PAD and stays PAD). Compiled with
-    numba when available, else two numpy gathers; the same bytes either way."""
+    numba when installed (at a million rows that saves more than importing numba costs), else
+    two numpy gathers; the same bytes either way."""
     g = np.ascontiguousarray(grids)
     C = g.shape[1]
     M = cell_map.shape[0]
@@ -348,12 +349,10 @@ def apply_symmetries(grids: np.ndarray, cell_map: np.ndarray, digit_map: np.ndar
         out = np.empty((M, C), g.dtype)
         _apply(g, src, cell_map, digit_map, offset, out)
         return out
-    flat = cell_map + (src * C)[:, None]
-    moved = np.take(g.reshape(-1), flat)
-    V = digit_map.shape[1] + offset
-    lut = np.zeros((M, V), g.dtype)
+    moved = g[src[:, None], cell_map]
+    lut = np.zeros((M, digit_map.shape[1] + offset), g.dtype)
     lut[:, offset:] = digit_map + offset
-    return np.take(lut.reshape(-1), moved + (np.arange(M, dtype=np.intp) * V)[:, None]).astype(g.dtype, copy=False)
+    return np.take_along_axis(lut, moved.astype(np.intp), axis=1)
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
