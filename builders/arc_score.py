@@ -241,10 +241,10 @@ def check_dataset(dataset, builder, progress: bool = False, max_per_code: int = 
                         err &= (blk != PAD).any(1)   # all-PAD labels: unknown (hidden) outputs
                     bad.extend((np.flatnonzero(err) + lo).tolist())
                 for i in bad[:max_per_code]:
-                    add("B201", split, i, f"{field_[:-1]} is not one grid of colours in HRM's EOS frame "
+                    add("B401", split, i, f"{field_[:-1]} is not one grid of colours in HRM's EOS frame "
                                           "(EOS below and right of the grid, PAD elsewhere)", field_)
                 if len(bad) > max_per_code:
-                    add("B201", split, None, f"... and {len(bad) - max_per_code} more {field_} like this", field_)
+                    add("B401", split, None, f"... and {len(bad) - max_per_code} more {field_} like this", field_)
     # the inverse augmentation against the raw tasks
     if not dataset.has_split("test"):
         return findings
@@ -271,7 +271,7 @@ def check_dataset(dataset, builder, progress: bool = False, max_per_code: int = 
     js = pairs.tolist() if pairs is not None else [0] * len(x)
     bad = [(i, names[i], js[i]) for i in range(len(x)) if expect.get((names[i], int(js[i]))) != int(h_raw[i])]
     for i, name, j in bad[:max_per_code]:
-        add("B202", "test", i, f"identifier's augmentation undone does not give task {name}'s test input {j}")
+        add("B402", "test", i, f"identifier's augmentation undone does not give task {name}'s test input {j}")
     if len(bad) > max_per_code:
-        add("B202", "test", None, f"... and {len(bad) - max_per_code} more test rows like this")
+        add("B402", "test", None, f"... and {len(bad) - max_per_code} more test rows like this")
     return findings

