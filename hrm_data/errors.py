@@ -30,8 +30,13 @@ def set_debug(value: bool) -> None:
     _debug = bool(value)
 
 
+def env_debug() -> bool:
+    """HRM_DEBUG set to anything but empty / 0 / false / no (both CLIs read it)."""
+    return os.environ.get("HRM_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def debug_enabled() -> bool:
-    return _debug or os.environ.get("HRM_DEBUG", "").strip() not in ("", "0")
+    return _debug or env_debug()
 
 
 def _echo_err(line: str) -> None:
@@ -54,12 +59,16 @@ def tolerant_streams() -> None:
             pass
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def internal_error_line(prog: str, e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    if len(msg) > 300:
-        msg = msg[:297] + "..."
-    return (f"{prog}: internal error: {type(e).__name__}: {msg} (this is a bug; rerun with --debug or HRM_DEBUG=1 "
-            f"for the traceback)")
+    """The contract's line for a bug, the same in hrm-data and hrm-train."""
+    msg = one_line(str(e))
+    return (f"{prog}: internal error: {type(e).__name__}{': ' + msg if msg else ''} (this is a bug; rerun with "
+            f"--debug or HRM_DEBUG=1 for the traceback)")
 
 
 def run(main: Callable[..., Any], prog: str, args: Any = None, prog_name: str | None = None, **extra: Any) -> None:

@@ -9,10 +9,11 @@ tell "your input is wrong" (2) from "this is a bug" (3).
 """
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from typing import Callable
+
+from hrm_data.errors import env_debug, internal_error_line as _internal_error_line, one_line  # noqa: F401
 
 PROG = "hrm-train"
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -20,7 +21,7 @@ DEBUG_FLAG = "--debug"
 
 
 def debug_requested(args: list[str]) -> bool:
-    return DEBUG_FLAG in args or os.environ.get("HRM_DEBUG", "").strip() not in ("", "0", "false", "no")
+    return DEBUG_FLAG in args or env_debug()
 
 
 def strip_debug(args: list[str]) -> list[str]:
@@ -31,15 +32,8 @@ def strip_debug(args: list[str]) -> list[str]:
     return [a for a in args if a != DEBUG_FLAG]
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def internal_error_line(e: BaseException) -> str:
-    msg = one_line(str(e))
-    return (f"{PROG}: internal error: {type(e).__name__}{': ' + msg if msg else ''} "
-            f"(this is a bug; rerun with {DEBUG_FLAG} or HRM_DEBUG=1 for the traceback)")
+    return _internal_error_line(PROG, e)
 
 
 def report_internal_error(e: BaseException, debug: bool, err: Callable[[str], None] | None = None) -> int:
