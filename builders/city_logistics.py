@@ -404,13 +404,17 @@ class CityLogistics(Builder):
     def score(self, dataset, split: str, predictions: np.ndarray) -> dict:
         """Task metric of a split's predictions (example order): shares of examples whose predicted
         route is valid (``route_valid``) and optimal (``route_optimal``), the mean relative extra cost
-        of valid routes (``cost_excess``) and ``examples``. Per example: :meth:`score_examples`."""
+        of valid routes (``cost_excess``; None, shown as n/a, when no predicted route is valid),
+        ``naive_baseline`` (the exact accuracy a solver reaches that takes a fewest-cells route over
+        open roads, ignoring costs and vehicle rules: what the model has to beat) and ``examples``.
+        Per example: :meth:`score_examples`."""
         r = self.score_examples(dataset, split, predictions)
         n = len(r["valid"])
         ok = ~np.isnan(r["cost_excess"])
         return {"route_valid": float(r["valid"].mean()) if n else 0.0,
                 "route_optimal": float(r["optimal"].mean()) if n else 0.0,
-                "cost_excess": float(r["cost_excess"][ok].mean()) if ok.any() else 0.0, "examples": int(n)}
+                "cost_excess": float(r["cost_excess"][ok].mean()) if ok.any() else None,
+                "naive_baseline": naive_baseline(dataset, split), "examples": int(n)}
 
     def score_examples(self, dataset, split: str, predictions: np.ndarray) -> dict[str, np.ndarray]:
         """Per example (columns of predictions.parquet): ``valid`` route, ``optimal`` route,
@@ -428,6 +432,21 @@ class CityLogistics(Builder):
         return {"valid": r["valid"].astype(bool), "optimal": r["optimal"].astype(bool),
                 "cost": r["cost"].astype(np.int64), "optimal_cost": r["optimal_cost"].astype(np.int64),
                 "cost_excess": excess}
+
+
+def naive_baseline(dataset, split: str) -> float:
+    """Expected exact accuracy of the naive solver (fewest cells over open roads, ignoring costs and
+    vehicle rules, a random one among equally short routes) on a split's labels; 0.0 when empty."""
+    from hrm_data.format import Dataset
+    sp = (dataset if isinstance(dataset, Dataset) else Dataset(dataset)).split(split)
+    x = np.concatenate([np.asarray(sp.set(s).inputs) for s in sp.metadata.sets])
+    y = np.concatenate([np.asarray(sp.set(s).labels) for s in sp.metadata.sets])
+    if not len(x):
+        return 0.0
+    shape, mode = _shape_and_mode(x.shape[1], None, None, sp.metadata.extra)
+    if mode != "route":
+        return 0.0   # optimal-cells labels mark every optimal cell: a single route is never exactly right
+    return float(oracle.naive_exact(x, y, shape).mean())
 
 
 def _shape_and_mode(seq_len: int, grid_shape=None, label=None, metadata=None) -> tuple[tuple[int, int], str]:

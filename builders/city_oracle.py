@@ -345,3 +345,49 @@ def score_routes(inputs: np.ndarray, preds: np.ndarray, shape: tuple[int, int],
     else:
         raise ValueError(f"unknown label mode {mode!r}")
     return {"valid": valid, "cost": cost, "optimal": optimal, "optimal_cost": optimal_cost}
+
+
+# ----------------------------------------------------------------------------- naive baseline
+
+def fewest_cells_routes(inputs: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """What a solver that ignores costs and vehicle rules sees: over every open road cell, the
+    fewest moves from start to end and how many routes have that few. Returns ``(moves, count)``,
+    each (N,); moves -1 (count 0) where no route exists. ``count`` is float (it can be huge).
+
+    Vectorized over the batch: a breadth-first flood from the start, one layer per move, with the
+    number of shortest routes to each cell carried along (the sum over its previous-layer neighbours)."""
+    H, W = shape
+    x = np.asarray(inputs).reshape(-1, H, W).astype(np.int64)
+    xc = np.clip(x, 0, VOCAB_SIZE - 1)
+    open_ = ((TOKEN_CLASS[xc] >= 0) & (TOKEN_STATE[xc] != CLOSED)) | ((x >= START0) & (x <= END))
+    frontier = ((x >= START0) & (x < END)).astype(np.float64)   # routes reaching each cell of the layer
+    seen = frontier > 0
+    end = x == END
+    N = x.shape[0]
+    moves, count = np.full(N, -1, np.int64), np.zeros(N)
+    for step in range(1, H * W):
+        nxt = np.zeros_like(frontier)
+        nxt[:, 1:, :] += frontier[:, :-1, :]
+        nxt[:, :-1, :] += frontier[:, 1:, :]
+        nxt[:, :, 1:] += frontier[:, :, :-1]
+        nxt[:, :, :-1] += frontier[:, :, 1:]
+        nxt[~open_ | seen] = 0.0
+        hit = (moves < 0) & (nxt * end).any(axis=(1, 2))
+        moves[hit] = step
+        count[hit] = (nxt * end).sum(axis=(1, 2))[hit]
+        seen |= nxt > 0
+        frontier = nxt
+        if not frontier.any() or (moves >= 0).all():
+            break
+    return moves, count
+
+
+def naive_exact(inputs: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N,) float in [0, 1]: the chance that a naive solver (a fewest-cells route over open roads,
+    ignoring costs and vehicle rules, one of the ties at random) gives exactly the labelled route.
+    0 where the label has more moves than the fewest; 1 / (number of fewest-cells routes) where it
+    is one of them."""
+    y = np.asarray(labels).reshape(len(labels), -1)
+    moves, count = fewest_cells_routes(inputs, shape)
+    route_moves = (y == PATH).sum(axis=1) + 1
+    return np.where((moves >= 0) & (route_moves == moves), 1.0 / np.maximum(count, 1.0), 0.0)

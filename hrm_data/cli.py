@@ -137,7 +137,8 @@ def validate_cmd(path: str, as_json: bool, deep: bool, quiet: bool) -> None:
 
 @main.command("plan", short_help="HRM's step / epoch / warmup arithmetic, with warnings.")
 @click.argument("path", type=click.Path())
-@click.option("--global-batch-size", "-b", type=click.IntRange(min=1), required=True, help="Examples per optimizer step, all ranks together.")
+@click.option("--global-batch-size", "-b", type=click.IntRange(min=1), default=None,
+              help="Examples per optimizer step, all ranks together. Default: hrm-train's (768; 32 with its CPU preset).")
 @click.option("--epochs", "-e", type=click.IntRange(min=1), required=True, help="Training epochs (one epoch = one puzzle per group).")
 @click.option("--eval-interval", "-i", type=click.IntRange(min=1), default=None, help="Epochs per iteration (between evaluations). Default: epochs.")
 @click.option("--lr-warmup-steps", type=click.IntRange(min=0), default=None, help="Warmup in optimizer steps (HRM's meaning).")
@@ -158,7 +159,12 @@ def plan_cmd(path, global_batch_size, epochs, eval_interval, lr_warmup_steps, lr
     """
     if lr_warmup_steps is not None and lr_warmup_examples is not None:
         raise BadInput("give --lr-warmup-steps or --lr-warmup-examples, not both")
-    from .plan import run_cli
+    from .plan import TRAINER_DEFAULT_BATCH, TRAINER_CPU_BATCH, run_cli
+    if global_batch_size is None:
+        global_batch_size = TRAINER_DEFAULT_BATCH
+        click.echo(f"note: no -b given: global batch {TRAINER_DEFAULT_BATCH}, hrm-train's default (preset=paper, and "
+                   f"every GPU run); on a CPU hrm-train's cpu-small preset uses {TRAINER_CPU_BATCH}: pass "
+                   f"-b {TRAINER_CPU_BATCH} to plan that run", err=True)
     sys.exit(run_cli(path, global_batch_size=global_batch_size, epochs=epochs, eval_interval=eval_interval,
                      lr_warmup_steps=lr_warmup_steps, lr_warmup_examples=lr_warmup_examples,
                      world_size=world_size, seed=seed, as_json=as_json))

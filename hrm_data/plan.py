@@ -38,7 +38,7 @@ error (HRM would refuse to start or never step; ``hrm-data plan`` exits 1):
     ``batch_not_divisible``         global batch not divisible by world size (HRM asserts)
     ``zero_steps``                  an iteration draws fewer examples than one batch
 warning:
-    ``eval_ratio``                  eval_interval is not epochs / 10 (the document's 10:1 rule)
+    ``eval_ratio``                  eval_interval is not epochs / 10 (the 10:1 epochs-to-evaluations rule)
                                     and not already the recommended divisor
     ``batch_exceeds_groups``        global batch > number of groups
     ``warmup_too_short``            fewer than 10 optimizer updates of warmup
@@ -73,6 +73,9 @@ MAX_SIMULATED_SLOTS = 4_000_000     # work budget (group slots drawn, ~0.5 us ea
 ITERATION_OVERHEAD_SLOTS = 1_000    # one plan_iteration call costs about as much as this many slots
 MAX_EXACT_ITERATION_SLOTS = 50_000_000  # above this one iteration is estimated, not simulated (memory, time)
 MAX_ARGUMENT = 10**18               # epochs / batch / eval interval / warmup / world size: beyond any real run
+
+TRAINER_DEFAULT_BATCH = 768        # hrm-train's global_batch_size (hrm_model.config.DEFAULTS; a test keeps them equal)
+TRAINER_CPU_BATCH = 32             # hrm-train's cpu-small preset
 
 ERROR_CODES = frozenset({"eval_interval_not_divisor", "batch_not_divisible", "zero_steps"})
 
@@ -198,7 +201,12 @@ class Plan:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def format_text(self) -> str:
+    def format_text(self, keys: bool = False) -> str:
+        """The text report; ``keys``: advice as hrm-train's ``key=value`` instead of hrm-data plan's flags."""
+        text = self._format_text()
+        return as_keys(text) if keys else text
+
+    def _format_text(self) -> str:
         B, E, I = self.global_batch_size, self.epochs, self.eval_interval
         L: list[str] = []
         title = "HRM training plan" + (f" for {self.source}" if self.source else "")
@@ -273,6 +281,17 @@ class Plan:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+FLAG_KEYS = {"--global-batch-size": "global_batch_size", "--epochs": "epochs", "--eval-interval": "eval_interval",
+             "--lr-warmup-steps": "lr_warmup_steps", "--lr-warmup-examples": "lr_warmup_examples"}
+
+
+def as_keys(text: str) -> str:
+    """``hrm-data plan``'s advice (``--eval-interval 10``) in hrm-train's syntax (``eval_interval=10``)."""
+    import re
+    text = re.sub(r"(--[a-z-]+) (\d+)", lambda m: f"{FLAG_KEYS[m[1]]}={m[2]}" if m[1] in FLAG_KEYS else m[0], text)
+    return re.sub(r"(--[a-z-]+)\b", lambda m: FLAG_KEYS.get(m[1], m[1]), text)
+
 
 def _num(x: float) -> str:
     x = float(x)
@@ -508,7 +527,7 @@ def plan_from_counts(index_arrays, global_batch_size: int, epochs: int, eval_int
         why = "no divisor of epochs is epochs / 10" if E % 10 else "epochs / 10 draws less than one batch per iteration"
         notes.append(f"eval_interval {rec_I}: the divisor of {E} nearest {_num(E / 10)} ({why})")
     else:
-        notes.append(f"eval_interval {rec_I} = epochs / 10 (the document's 10:1 rule; it divides epochs, as HRM requires)")
+        notes.append(f"eval_interval {rec_I} = epochs / 10 (the 10:1 epochs-to-evaluations rule; it divides epochs, as HRM requires)")
     notes.extend(warm_notes)
 
     plan = Plan(
@@ -586,7 +605,7 @@ def _recommend_warmup(N: int, B: int, total: int) -> tuple[int, int, list[str]]:
     hi = total // 2 if total > 0 else max(want_steps, MIN_WARMUP_UPDATES)  # no run to cap against
     lo = min(MIN_WARMUP_UPDATES, hi)
     steps = min(max(want_steps, lo), hi)
-    notes = [f"lr_warmup_examples {want_examples} = 2 x {N} training examples (the document's rule, counted in "
+    notes = [f"lr_warmup_examples {want_examples} = 2 x {N} training examples (the 2x-examples warmup rule, counted in "
              f"examples) -> ceil({want_examples} / {B}) = {want_steps} optimizer steps, which is what HRM's "
              f"lr_warmup_steps counts"]
     if steps == want_steps:
@@ -629,7 +648,7 @@ def _warnings(p: Plan) -> list[PlanWarning]:
             f"sampler drops it whole and training makes no step; use " + ", or ".join(fix))
     if I * 10 != E and I != rec["eval_interval"]:
         add("eval_ratio",
-            f"eval_interval {I} is not epochs / 10 (the document's 10:1 rule: {E} epochs -> "
+            f"eval_interval {I} is not epochs / 10 (the 10:1 epochs-to-evaluations rule: {E} epochs -> "
             f"{_num(E / 10)}); use --eval-interval {rec['eval_interval']}")
     if B > p.groups:
         add("batch_exceeds_groups",
@@ -645,7 +664,7 @@ def _warnings(p: Plan) -> list[PlanWarning]:
     if p.total_steps > 0 and p.warmup_steps >= p.total_steps:
         unit = ""
         if p.warmup_source == "steps":
-            unit = (f" (HRM's lr_warmup_steps counts optimizer steps; the document's 2x rule counts examples: "
+            unit = (f" (HRM's lr_warmup_steps counts optimizer steps; the 2x-examples warmup rule counts examples: "
                     f"{p.warmup_steps} examples would be {-(-p.warmup_steps // B)} steps)")
         add("warmup_exceeds_total",
             f"warmup of {p.warmup_steps} steps >= the {p.total_steps} total steps: the LR never reaches its base "

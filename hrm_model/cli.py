@@ -32,6 +32,7 @@ class DefaultGroup(click.Group):
     """A group whose unknown first word (a dataset path, an option) goes to the ``train`` command."""
 
     def parse_args(self, ctx, args):
+        _refuse_dashed_keys(args)
         if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help", "--version")):
             args = ["train", *args]
         return super().parse_args(ctx, args)
@@ -55,6 +56,25 @@ class DefaultGroup(click.Group):
         except Exception as e:
             sys.exit(errors.report_internal_error(e, debug, lambda m: click.echo(m, err=True)))
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _refuse_dashed_keys(args) -> None:
+    """``--epochs 5`` is hrm-data plan's syntax; hrm-train takes config values as ``epochs=5``."""
+    from .config import DEFAULTS, KNOWN_KEYS, flatten
+    for i, a in enumerate(args):
+        if not a.startswith("--") or a == "--":
+            continue
+        name, eq, value = a[2:].partition("=")
+        key = name.replace("-", "_")
+        key = key if key in KNOWN_KEYS else (f"arch.{key}" if f"arch.{key}" in KNOWN_KEYS else None)
+        if key is None:
+            continue
+        if not eq:
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            flag = isinstance(flatten(DEFAULTS).get(key), bool)
+            value = nxt if nxt and not nxt.startswith("-") and "=" not in nxt and not flag else (
+                "true" if flag else "VALUE")
+        raise BadInput(f"{a.split('=')[0]}: hrm-train takes config values as key=value: write {key}={value}")
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -249,11 +269,13 @@ def plot_cmd(runs, png, title) -> None:
 
 @main.command("keys")
 def keys_cmd() -> None:
-    """List every config key with its default."""
+    """List every config key: its default as YAML, and what it does."""
     from .config import PRESETS, key_table
-    for k, v in key_table():
-        click.echo(f"{k:32s} {v!r}")
-    click.echo("\npresets: " + ", ".join(sorted(PRESETS)))
+    from .key_docs import key_lines
+    click.echo("# hrm-train's keys and defaults; set them as key=value or in a --config YAML file")
+    for line in key_lines(key_table()):
+        click.echo(line)
+    click.echo("\n# presets (preset=NAME): " + ", ".join(sorted(PRESETS)))
 
 
 if __name__ == "__main__":

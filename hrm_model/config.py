@@ -62,7 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "init_from": None,            # weights file (reference step_N or ours) to start from
     "eval_batch_size": None,      # default: global_batch_size
     "progress": True,             # tqdm bar
-    "cpu_threads": None,          # torch.set_num_threads on CPU (null: torch's default)
+    "cpu_threads": None,          # torch.set_num_threads on CPU (null: the cores not busy, see eta.default_threads)
+    "cpu_fit_hours": 1.0,         # CPU without epochs given: choose epochs / eval_interval for about this long
+    "cpu_max_hours": 24.0,        # CPU: refuse to start a run estimated above this (null: never refuse)
     # -- debug only (tests): never set these in real runs
     "debug_nan_at_step": 0,       # make the loss NaN at this step
     "debug_sigkill_at_step": 0,   # SIGKILL ourselves right after this step (after any checkpoint)
@@ -83,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Keys that may change when a run is resumed (they do not change what is computed).
-RESUME_MUTABLE = {"device", "cpu_threads", "compile", "log_every", "num_workers", "prefetch", "force", "progress",
+RESUME_MUTABLE = {"device", "cpu_threads", "cpu_fit_hours", "cpu_max_hours", "compile", "log_every", "num_workers", "prefetch", "force", "progress",
                   "checkpoint_every_steps", "checkpoint_every_eval", "runs_dir",
                   "checkpoint_every_minutes", "keep_last",
                   "debug_nan_at_step", "debug_sigkill_at_step"}
@@ -232,6 +234,12 @@ def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] |
         flat.update(flatten(PRESETS[preset]))
     flat.update(user)
     flat["preset"] = preset
+    cpu_run = not gpu_available or user.get("device") == "cpu"
+    if cpu_run and "epochs" not in user and preset != "paper" and flat.get("cpu_fit_hours") is not None:
+        flat["epochs"] = None   # chosen before step 1 from a measured step time (hrm_model/eta.py)
+        notes.append(f"no epochs given on a CPU: hrm-train measures a few steps and chooses epochs and "
+                     f"eval_interval for a run of about {flat['cpu_fit_hours']:g} h (cpu_fit_hours); "
+                     "set epochs=N to choose yourself")
     # warmup: steps (the reference's meaning) or examples (the user's rule), not both
     if user.get("lr_warmup_examples") is not None:
         if "lr_warmup_steps" in user and user["lr_warmup_steps"] is not None:
@@ -258,7 +266,9 @@ def validate_values(flat: dict[str, Any]) -> None:
         if not ok:
             raise ConfigError(f"{key}={show(flat[key])}: must be {want}")
 
-    for k in ("global_batch_size", "epochs", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
+    need("epochs", flat["epochs"] is None or (_is_int(flat["epochs"]) and flat["epochs"] >= 1),
+         "an integer >= 1 (or null on a CPU: fitted to cpu_fit_hours)")
+    for k in ("global_batch_size", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
               "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch"):
         need(k, _is_int(flat[k]) and flat[k] >= 1, "an integer >= 1")
     for k in ("lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
@@ -269,6 +279,8 @@ def validate_values(flat: dict[str, Any]) -> None:
     for k in ("eval_interval", "lr_warmup_examples", "eval_batch_size"):
         need(k, flat[k] is None or (_is_int(flat[k]) and flat[k] >= (0 if k == "lr_warmup_examples" else 1)),
              "an integer >= 1 or null" if k != "lr_warmup_examples" else "an integer >= 0 or null")
+    for k in ("cpu_fit_hours", "cpu_max_hours"):
+        need(k, flat[k] is None or (_is_num(flat[k]) and flat[k] > 0), "a number of hours > 0 or null")
     for k in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "lr_min_ratio",
               "arch.halt_exploration_prob", "arch.expansion", "arch.rms_norm_eps", "arch.rope_theta"):
         need(k, _is_num(flat[k]) and flat[k] >= 0, "a number >= 0")
@@ -286,7 +298,7 @@ def validate_values(flat: dict[str, Any]) -> None:
     if flat["arch.hidden_size"] % flat["arch.num_heads"]:
         raise ConfigError(f"arch.hidden_size={flat['arch.hidden_size']} is not divisible by "
                           f"arch.num_heads={flat['arch.num_heads']}")
-    if flat["eval_interval"] is not None and flat["epochs"] % flat["eval_interval"]:
+    if flat["eval_interval"] is not None and flat["epochs"] is not None and flat["epochs"] % flat["eval_interval"]:
         raise ConfigError(f"eval_interval={flat['eval_interval']} must divide epochs={flat['epochs']} "
                           "(the reference refuses this too)")
 

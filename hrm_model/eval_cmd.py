@@ -59,7 +59,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
             row.append("-" if v is None else (str(int(v)) if k == "count" else f"{v:.4f}" if k != "steps" else f"{v:.2f}"))
         for k in task_keys:
             v = m.get("task", {}).get(k)
-            row.append("-" if v is None else (str(int(v)) if float(v).is_integer() and k == "examples" else f"{v:.4f}"))
+            row.append("n/a" if v is None else (str(int(v)) if float(v).is_integer() and k == "examples" else f"{v:.4f}"))
         rows.append(row)
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

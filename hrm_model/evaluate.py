@@ -9,6 +9,7 @@ their predictions are cut off before saving. q_halt_loss is recomputed over labe
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -23,13 +24,15 @@ from .data import IGNORE_LABEL_ID, eval_loader, to_device
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, device: torch.device,
-             rank: int = 0, world_size: int = 1, save_preds: bool = False, per_example: dict | None = None
+             rank: int = 0, world_size: int = 1, save_preds: bool = False, per_example: dict | None = None,
+             progress: bool = False
              ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """Returns ({set: {metric: value, "count": n}}, {set: preds (N, S) int}) (preds on rank 0 only, if asked).
 
     With ``save_preds`` and a dict ``per_example``, also fills ``per_example[set]`` with (N,) arrays in
     example order: ``steps`` (ACT segments run), ``halt_step`` (the first segment whose q_halt >
     q_continue: what ACT halting would use; ``steps`` if never) and ``q_halt`` (last segment's logit).
+    ``progress``: a tqdm bar over the batches (on stderr; evaluation of a large test split takes minutes).
     """
     was_training = model.training
     model.eval()
@@ -40,7 +43,13 @@ def evaluate(model: torch.nn.Module, split: Split, *, global_batch_size: int, de
             sums: torch.Tensor | None = None
             keys: list[str] = []
             rows_out, preds_out, act_out = [], [], []
-            for rows, batch, n_local, _ in eval_loader(split, set_name, global_batch_size, rank, world_size):
+            n_set = split.set(set_name).num_examples
+            batches = eval_loader(split, set_name, global_batch_size, rank, world_size)
+            if progress:
+                from tqdm import tqdm
+                batches = tqdm(batches, total=-(-n_set // global_batch_size), unit="batch", leave=False,
+                               desc=f"evaluating {set_name} ({n_set} examples)", file=sys.stderr, mininterval=0.5)
+            for rows, batch, n_local, _ in batches:
                 batch = to_device(batch, device)
                 with torch.device(device):
                     carry = model.initial_carry(batch)
@@ -134,7 +143,10 @@ def task_score(dataset, set_name: str, preds: np.ndarray, **extra: Any) -> tuple
         out = builder.score(dataset, "test", preds, **kw)
     except Exception as e:  # a plugin's metric must never cost the user their evaluation
         return None, f"task metric skipped: {builder_name}.score failed ({type(e).__name__}: {e})"
-    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float, np.number))}, None
+    # numbers as numbers (int stays int: a count), None as None (a metric that does not apply: "n/a")
+    return {k: (None if v is None else int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                else float(v))
+            for k, v in out.items() if v is None or isinstance(v, (int, float, np.number))}, None
 
 
 def attach_task_scores(dataset, results: dict[str, dict], preds: dict[str, np.ndarray],
@@ -167,9 +179,17 @@ def scores_every_eval(dataset) -> bool:
 
 def summary_line(m: dict) -> str:
     """One evaluation's numbers for the console (the same line in training and --eval-only)."""
-    task = "".join(f" {k} {v:.4f}" if not float(v).is_integer() else f" {k} {int(v)}"
-                   for k, v in m.get("task", {}).items())
-    return (f"n={m['count']} accuracy {m.get('accuracy', 0):.4f} exact_accuracy {m.get('exact_accuracy', 0):.4f} "
-            f"q_halt_accuracy {m.get('q_halt_accuracy', 0):.4f} steps {m.get('steps', 0):.2f} "
-            f"lm_loss {m.get('lm_loss', 0):.4f}{task}")
+    return (f"n={m['count']} exact_accuracy {m.get('exact_accuracy', 0):.4f} (whole answers right) "
+            f"accuracy {m.get('accuracy', 0):.4f} (cells right) q_halt_accuracy {m.get('q_halt_accuracy', 0):.4f} "
+            f"steps {m.get('steps', 0):.2f} lm_loss {m.get('lm_loss', 0):.4f}" + task_words(m.get("task", {})))
+
+
+def task_words(task: dict) -> str:
+    """The builder's metric for the console: shares with 4 decimals, counts as integers, a metric
+    that does not apply (None, e.g. cost_excess when no route is valid) as n/a, never as 0."""
+    if not task:
+        return ""
+    parts = [f"{k} n/a" if v is None else f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}"
+             for k, v in task.items()]
+    return "; task: " + " ".join(parts)
 

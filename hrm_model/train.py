@@ -349,11 +349,18 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
 
     device = pick_device(cfg["device"], dctx.local_rank)
     cfg = resolve_runtime(cfg, device)
-    if device.type == "cpu" and cfg.get("cpu_threads"):
-        torch.set_num_threads(cfg["cpu_threads"])
+    if device.type == "cpu":
+        from .eta import default_threads
+        threads = cfg.get("cpu_threads") or default_threads()
+        torch.set_num_threads(threads)
+        say(f"note: training on the CPU with {threads} thread(s)"
+            + ("" if cfg.get("cpu_threads") else " (the cores not busy now)")
+            + "; set cpu_threads=N to change it (1 is fastest when other jobs share the cores)")
 
     dataset = check_dataset(data_path)
-    plan = make_plan(dataset, cfg, dctx.world_size)
+    from .eta import prepare as _prepare_eta
+    cfg, plan, eta_line = _prepare_eta(cfg, dataset, device, dctx.world_size, fresh=resume is None, say=say,
+                                make_plan=make_plan, broadcast=lambda o: _broadcast_obj(o, dctx))
     fingerprint = dataset.fingerprint()
     if saved is not None:
         try:
@@ -423,7 +430,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         if removed:
             say(f"note: removed {len(removed)} temporary file(s) left by an interrupted checkpoint write")
 
-    say(plan.format_text())
+    say(plan.format_text(keys=True))
+    say(eta_line)
     if plan.total_steps > sched_total > warmup_steps:
         say(f"note: the sampler gives {plan.total_steps} steps, HRM's schedule length is {sched_total}: "
             f"the reference would stop at step {sched_total}; we train every step and hold lr at "
@@ -579,6 +587,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
     score_state: dict = {}   # kept across the run's evaluations (e.g. ARC's vote accumulation)
     eval_count = [0]
 
+    last_eval: dict[str, Any] = {}   # the final evaluation, for the summary at the end
+
     def do_eval(iteration: int, final: bool) -> None:
         if ema is not None:
             ema.swap(raw_model)
@@ -587,7 +597,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
             results, preds = evaluate(model, test_split, global_batch_size=eval_B,
                                       device=device, rank=dctx.rank, world_size=dctx.world_size,
                                       save_preds=final or score_every_eval,
-                                      per_example=per_example if final or score_every_eval else None)
+                                      per_example=per_example if final or score_every_eval else None,
+                                      progress=main and cfg["progress"])
         finally:
             if ema is not None:
                 ema.swap(raw_model)
@@ -611,6 +622,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         attach_task_scores(dataset, results, preds, out, per_example=per_example, evaluation=eval_count[0],
                            state=score_state, out_dir=run_dir)
         eval_count[0] += 1
+        last_eval.update(results=results, preds=[run_dir / f"predictions_{n}.npy" for n in preds] if final else [])
         for set_name, m in results.items():
             if final and set_name in preds:
                 np.save(run_dir / f"predictions_{set_name}.npy", preds[set_name])
@@ -632,6 +644,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
             start_batch = state.sampler.batch if it == state.sampler.iteration else 0
             loader = TrainLoader(train_split, sampler, it, start_batch, threaded=cfg["num_workers"] > 0,
                                  prefetch=cfg["prefetch"], pin=pin)
+            steps_this_iter = max(1, sampler.steps_per_iteration(it))  # for the fractional epoch of train lines
             for b, cpu_batch in loader:
                 batch = to_device(cpu_batch, device)
                 if state.carry is None:
@@ -694,8 +707,11 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                         bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{bar_acc:.3f}",
                                         lr=f"{lrs[-1]:.2e}", refresh=False)
                     if log_now:
-                        logger.write({"type": "train", "step": state.step, "epoch": it * epochs_per_iter,
-                                      **rec, "time": time.time() - t0})
+                        # epoch: fractional, epochs completed after this step (eval lines: whole epochs);
+                        # time: Unix seconds, on every line (docs/trainer.md, "Run folder")
+                        done = min(1.0, state.sampler.batch / steps_this_iter)
+                        logger.write({"type": "train", "step": state.step,
+                                      "epoch": round((it + done) * epochs_per_iter, 4), **rec, "time": time.time()})
 
                 if (every and state.step % every == 0) or stop_now or time_due:
                     path = save(state.sampler, "steps")
@@ -724,7 +740,23 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
             bar.close()
         logger.close()
     say(f"done: {state.step} steps in {time.time() - t0:.1f} s; run folder {run_dir}")
+    if last_eval.get("results"):
+        from .report import final_summary
+        builder = test_split.metadata.provenance.get("builder")
+        say(final_summary(last_eval["results"], run_dir=run_dir, checkpoint=ckpt.latest_checkpoint(run_dir),
+                          predictions=last_eval["preds"], steps=state.step, seconds=time.time() - t0,
+                          task_name=builder, task_description=_builder_description(builder)))
     return run_dir
+
+
+def _builder_description(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        from hrm_data import registry
+        return registry.get(name).description or None
+    except Exception:   # an uninstalled plugin: the summary goes without its description
+        return None
 
 
 def _truncate_metrics(path: Path, step: int, drop_eval_at_step: bool = False) -> int:
@@ -829,7 +861,7 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
         raise _fit_error(str(checkpoint_path), e) from None
     per_example: dict = {}
     results, preds = evaluate(model, dataset.test, global_batch_size=B, device=device, save_preds=True,
-                              per_example=per_example)
+                              per_example=per_example, progress=bool(cfg.get("progress", True)))
     attach_task_scores(dataset, results, preds, echo, per_example=per_example, out_dir=out_dir)
     for set_name, m in results.items():
         echo(f"eval [{set_name}] {summary_line(m)}")

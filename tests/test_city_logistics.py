@@ -391,10 +391,59 @@ def test_score_as_the_trainer_calls_it(small):
     a = ds.test.set("all")
     labels = np.asarray(a.labels).copy()
     r = b.score(ds, "test", labels)
+    naive = r.pop("naive_baseline")
     assert r == {"route_valid": 1.0, "route_optimal": 1.0, "cost_excess": 0.0, "examples": a.num_examples}
+    assert 0.0 < naive < 1.0
     bad = np.asarray(a.inputs).copy()            # predicts no route at all
     r = b.score(str(ds.path), "test", bad)
     assert r["route_valid"] == 0.0 and r["route_optimal"] == 0.0
+    assert r["cost_excess"] is None              # no valid route: no extra cost to report (n/a, not 0)
+    assert r["naive_baseline"] == naive          # a property of the test labels, not of the predictions
+
+
+def _brute_fewest(grid: np.ndarray, shape):
+    """Every simple path over open road cells by DFS: (fewest moves, how many paths have that few)."""
+    g = grid.reshape(-1)
+    s, t, _ = o.find_endpoints(g)
+    ok = [(o.TOKEN_CLASS[v] >= 0 and o.TOKEN_STATE[v] != o.CLOSED) or v >= o.START0 for v in g.tolist()]
+    nb = o.neighbours(shape)
+    best, count = None, 0
+    seen = {s}
+
+    def dfs(u, d):
+        nonlocal best, count
+        if best is not None and d > best:
+            return
+        if u == t:
+            best, count = (d, 1) if best is None or d < best else (best, count + 1)
+            return
+        for v in nb[u]:
+            if v not in seen and ok[v]:
+                seen.add(v)
+                dfs(v, d + 1)
+                seen.discard(v)
+
+    dfs(s, 0)
+    return best, count
+
+
+def test_naive_baseline_counts_fewest_cells_routes_exactly():
+    b = CityLogistics()
+    x = np.concatenate([np.concatenate([p.inputs for p in g.puzzles])
+                        for g in b.groups("train", dict(train_scenarios=8, size=6, min_distance=6))])
+    y = np.concatenate([np.concatenate([p.labels for p in g.puzzles])
+                        for g in b.groups("train", dict(train_scenarios=8, size=6, min_distance=6))])
+    moves, count = o.fewest_cells_routes(x, (6, 6))
+    for i in range(len(x)):
+        assert (moves[i], count[i]) == _brute_fewest(x[i], (6, 6))
+    p = o.naive_exact(x, y, (6, 6))
+    route_moves = (y == o.PATH).sum(1) + 1
+    assert np.array_equal(p == 0, route_moves > moves)          # a longer optimal route: naive is never right
+    assert np.allclose(p[p > 0], 1 / count[p > 0])
+    assert (p < 1).any() and (p > 0).any()
+    blocked = x[:1].copy()
+    blocked[0, blocked[0] < o.START0] = o.BUILDING              # no road at all between start and end
+    assert o.fewest_cells_routes(blocked, (6, 6))[0][0] == -1 and o.naive_exact(blocked, y[:1], (6, 6))[0] == 0
 
 
 def test_score_examples_per_row_and_consistent_with_score(small):
