@@ -43,7 +43,8 @@ def test_estimate_and_verdict():
 
 def test_probe_rows_and_thread_default():
     assert eta.probe_rows(32, 900) == 4          # a 30 x 30 map: 4 rows timed, scaled to 32
-    assert eta.probe_rows(128, 36) == 128        # small batches are timed whole
+    assert eta.probe_rows(128, 25) == 128        # small batches (the demo: 5 x 5 maps) are timed whole
+    assert eta.probe_rows(128, 36) == 64
     assert eta.probe_rows(768, 81) == 32
     assert eta.default_threads(cores=2, load=5.0) == 1   # busy: one thread
     assert eta.default_threads(cores=2, load=0.2) == 2   # idle: every core
