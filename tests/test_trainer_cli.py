@@ -52,7 +52,10 @@ def test_presets_and_reference_config_file(tmp_path):
     assert cfg["preset"] == "cpu-small" and notes and "cpu-small" in notes[0]
     assert cfg["arch"]["hidden_size"] == 128 and cfg["global_batch_size"] == 32
     cfg, notes = resolve({}, parse_overrides(["arch.hidden_size=64"]), gpu_available=False)
-    assert cfg["preset"] is None and not notes and cfg["arch"]["hidden_size"] == 64
+    assert cfg["preset"] is None and not any("cpu-small" in n for n in notes) and cfg["arch"]["hidden_size"] == 64
+    assert cfg["epochs"] is None and "no epochs given on a CPU" in notes[0]   # fitted before step 1 (test_eta.py)
+    cfg, notes = resolve({}, parse_overrides(["arch.hidden_size=64", "epochs=5"]), gpu_available=False)
+    assert cfg["epochs"] == 5 and not notes
     cfg, _ = resolve({}, {}, gpu_available=True)
     assert cfg["preset"] is None and cfg["arch"]["hidden_size"] == 512
     cfg, _ = resolve({}, parse_overrides(["preset=paper"]), gpu_available=False)
