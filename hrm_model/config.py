@@ -235,16 +235,18 @@ def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] |
     flat.update(user)
     flat["preset"] = preset
     cpu_run = not gpu_available or user.get("device") == "cpu"
-    if cpu_run and "epochs" not in user and preset != "paper" and flat.get("cpu_fit_hours") is not None:
+    fit = cpu_run and "epochs" not in user and preset != "paper" and flat.get("cpu_fit_hours") is not None
+    if fit:
         flat["epochs"] = None   # chosen before step 1 from a measured step time (hrm_model/eta.py)
-        notes.append(f"no epochs given on a CPU: hrm-train measures a few steps and chooses epochs and "
-                     f"eval_interval for a run of about {flat['cpu_fit_hours']:g} h (cpu_fit_hours); "
-                     "set epochs=N to choose yourself")
     # warmup: steps (the reference's meaning) or examples (the user's rule), not both
     if user.get("lr_warmup_examples") is not None:
         if "lr_warmup_steps" in user and user["lr_warmup_steps"] is not None:
             raise ConfigError("give lr_warmup_steps or lr_warmup_examples, not both")
     validate_values(flat)
+    if fit:
+        notes.append(f"no epochs given on a CPU: hrm-train measures a few steps and chooses epochs and "
+                     f"eval_interval for a run of about {flat['cpu_fit_hours']:g} h (cpu_fit_hours); "
+                     "set epochs=N to choose yourself")
     return unflatten(flat), notes
 
 
@@ -279,8 +281,8 @@ def validate_values(flat: dict[str, Any]) -> None:
     for k in ("eval_interval", "lr_warmup_examples", "eval_batch_size"):
         need(k, flat[k] is None or (_is_int(flat[k]) and flat[k] >= (0 if k == "lr_warmup_examples" else 1)),
              "an integer >= 1 or null" if k != "lr_warmup_examples" else "an integer >= 0 or null")
-    for k in ("cpu_fit_hours", "cpu_max_hours"):
-        need(k, flat[k] is None or (_is_num(flat[k]) and flat[k] > 0), "a number of hours > 0 or null")
+    for k in ("cpu_fit_hours", "cpu_max_hours"):   # at most about a year: the fit and the estimate stay sane
+        need(k, flat[k] is None or (_is_num(flat[k]) and 0 < flat[k] <= 10_000), "a number of hours in (0, 10000] or null")
     for k in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "lr_min_ratio",
               "arch.halt_exploration_prob", "arch.expansion", "arch.rms_norm_eps", "arch.rope_theta"):
         need(k, _is_num(flat[k]) and flat[k] >= 0, "a number >= 0")
