@@ -140,7 +140,7 @@ def _gib(b: int) -> str:
 def check_against_data(cfg: dict[str, Any], meta, *, local_batch: int, eval_batch: int, device,
                        groups_per_epoch: int, error: type[Exception]) -> None:
     """Refuse a run that cannot fit in memory or would draw an unmanageable iteration."""
-    epochs_per_iter = cfg["eval_interval"] or cfg["epochs"]
+    epochs_per_iter = cfg["eval_interval"] or cfg["epochs"] or 1   # epochs None: fitted on a CPU later (eta.py)
     draws = epochs_per_iter * groups_per_epoch
     if draws > MAX_DRAWS_PER_ITERATION:
         hint = ("set eval_interval (epochs per iteration) so that eval_interval x groups stays below "
