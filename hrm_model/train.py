@@ -358,6 +358,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
             + "; set cpu_threads=N to change it (1 is fastest when other jobs share the cores)")
 
     dataset = check_dataset(data_path)
+    _precheck_memory(cfg, dataset, device, dctx.world_size, data_path)   # before the probe builds the model
     from .eta import prepare as _prepare_eta
     cfg, plan, eta_line = _prepare_eta(cfg, dataset, device, dctx.world_size, fresh=resume is None, say=say,
                                 make_plan=make_plan, broadcast=lambda o: _broadcast_obj(o, dctx))
@@ -747,6 +748,18 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                           predictions=last_eval["preds"], steps=state.step, seconds=time.time() - t0,
                           task_name=builder, task_description=_builder_description(builder)))
     return run_dir
+
+
+def _precheck_memory(cfg, dataset, device, world_size: int, data_path) -> None:
+    """The memory refusal of limits.check_against_data, before anything builds the model."""
+    B = cfg["global_batch_size"]
+    try:
+        limits.check_against_data(cfg, dataset.train.metadata, local_batch=max(1, B // world_size),
+                                  eval_batch=max(1, (cfg["eval_batch_size"] or B) // world_size), device=device,
+                                  groups_per_epoch=sum(s.num_groups for s in dataset.train.sets.values()),
+                                  error=BadInput)
+    except BadInput as e:
+        raise BadInput(f"{data_path}: {e}") from None
 
 
 def _builder_description(name: str | None) -> str | None:
