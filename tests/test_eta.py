@@ -81,7 +81,8 @@ def test_no_keys_on_a_cpu_fits_the_run_and_prints_the_estimate_before_step_one(t
 def test_a_run_of_days_on_a_cpu_is_refused_with_the_keys_that_fix_it(tmp_path):
     ds = make_dataset(tmp_path / "ds", n_train=32, n_test=4)
     runs = tmp_path / "runs"
-    r = CliRunner().invoke(main, [str(ds), *TINY, f"runs_dir={runs}", "epochs=100000000", "global_batch_size=8"],
+    r = CliRunner().invoke(main, [str(ds), *TINY, f"runs_dir={runs}", "epochs=100000", "eval_interval=100",
+                                  "global_batch_size=8", "cpu_max_hours=0.01"],
                            catch_exceptions=False)
     assert r.exit_code == 2, r.output
     assert "would take about" in r.output and "epochs=" in r.output and "cpu_max_hours=null" in r.output
