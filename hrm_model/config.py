@@ -36,6 +36,36 @@ PAPER_TRAIN: dict[str, Any] = {
     "puzzle_emb_lr": 1e-2, "puzzle_emb_weight_decay": 0.1,
 }
 
+# Tiny Recursive Models' architecture (SamsungSAILMontreal/TinyRecursiveModels config/arch/trm.yaml).
+TRM_ARCH: dict[str, Any] = {
+    "name": "trm", "H_cycles": 3, "L_cycles": 6, "H_layers": 0, "L_layers": 2,
+    "hidden_size": 512, "num_heads": 8, "expansion": 4, "puzzle_emb_ndim": 512,
+    "pos_encodings": "rope", "halt_max_steps": 16, "halt_exploration_prob": 0.1,
+    "forward_dtype": None, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "mlp_t": False, "puzzle_emb_len": 16, "no_ACT_continue": True,
+    "loss": {"loss_type": "stablemax_cross_entropy"},
+}
+# Keys only TRM reads, with the values that mean "HRM's behaviour".
+TRM_ONLY_ARCH = {"mlp_t": False, "puzzle_emb_len": None, "no_ACT_continue": False}
+
+ARCH_NAMES = {"hrm_v1": "hrm_v1", "hrm": "hrm_v1", "trm": "trm"}
+
+
+def arch_kind(name: Any) -> str:
+    """``hrm_v1`` or ``trm`` for our names and the references' (``...@HierarchicalReasoningModel_ACTV1``,
+    ``recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1``); None means hrm_v1."""
+    if name is None:
+        return "hrm_v1"
+    text = str(name).strip()
+    if text in ARCH_NAMES:
+        return ARCH_NAMES[text]
+    if text.endswith("HierarchicalReasoningModel_ACTV1"):
+        return "hrm_v1"
+    if text.endswith("TinyRecursiveReasoningModel_ACTV1"):
+        return "trm"
+    raise ConfigError(f"arch.name={name!r}: unknown architecture; choose hrm_v1 or trm")
+
+
 DEFAULTS: dict[str, Any] = {
     # -- the reference's keys (same names, same meanings, same defaults as cfg_pretrain.yaml,
     #    except eval_interval: null = evaluate once, at the end; preset=paper sets 10000)
@@ -43,7 +73,10 @@ DEFAULTS: dict[str, Any] = {
     "eval_interval": None,
     "seed": 0,
     "lr_warmup_examples": None,   # the user's rule: warmup in examples -> ceil(examples / global_batch_size) steps
-    "arch": copy.deepcopy(PAPER_ARCH),
+    "arch": {"name": "hrm_v1", **copy.deepcopy(PAPER_ARCH), **TRM_ONLY_ARCH},
+    # -- TinyRecursiveModels' keys (same names and meanings as its pretrain.py)
+    "min_eval_interval": 0,       # evaluate only from this iteration (eval_interval epochs each) on
+    "freeze_weights": False,      # train the puzzle embeddings only
     # -- ours
     "preset": None,               # paper | cpu-small
     "run_name": None,             # default: <dataset folder>-<timestamp>
@@ -79,9 +112,26 @@ CPU_SMALL: dict[str, Any] = {
              "forward_dtype": "float32"},
 }
 
+# TinyRecursiveModels' README recipes: Sudoku-Extreme and Maze-Hard share the training keys.
+_TRM_PUZZLE_TRAIN = {**PAPER_TRAIN, "epochs": 50000, "eval_interval": 5000, "lr": 1e-4, "puzzle_emb_lr": 1e-4,
+                     "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0, "ema": True}
+
+TRM_CPU_SMALL: dict[str, Any] = {
+    **{k: v for k, v in CPU_SMALL.items() if k != "arch"}, "ema": True,
+    "arch": {"name": "trm", "H_cycles": 3, "L_cycles": 4, "L_layers": 2, "hidden_size": 128, "num_heads": 4,
+             "expansion": 4, "puzzle_emb_ndim": 128, "puzzle_emb_len": 1, "halt_max_steps": 4,
+             "halt_exploration_prob": 0.1, "forward_dtype": "float32"},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {**copy.deepcopy(PAPER_TRAIN), "arch": copy.deepcopy(PAPER_ARCH)},
     "cpu-small": CPU_SMALL,
+    "trm-sudoku-mlp": {**_TRM_PUZZLE_TRAIN, "arch": {**TRM_ARCH, "mlp_t": True, "pos_encodings": "none",
+                                                     "L_layers": 2, "H_cycles": 3, "L_cycles": 6}},
+    "trm-sudoku-att": {**_TRM_PUZZLE_TRAIN, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 6}},
+    "trm-maze": {**_TRM_PUZZLE_TRAIN, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 4}},
+    "trm-arc": {**PAPER_TRAIN, "ema": True, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 4}},
+    "trm-cpu-small": TRM_CPU_SMALL,
 }
 
 # Keys that may change when a run is resumed (they do not change what is computed).
@@ -90,8 +140,8 @@ RESUME_MUTABLE = {"device", "cpu_threads", "cpu_fit_hours", "cpu_max_hours", "co
                   "checkpoint_every_minutes", "keep_last",
                   "debug_nan_at_step", "debug_sigkill_at_step"}
 
-CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "preset": (None, "paper", "cpu-small"),
-           "arch.pos_encodings": ("rope", "learned"), "arch.forward_dtype": (None, "float32", "bfloat16"),
+CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "preset": (None, *PRESETS),
+           "arch.name": ("hrm_v1", "trm"), "arch.pos_encodings": ("rope", "learned", "none"), "arch.forward_dtype": (None, "float32", "bfloat16"),
            "arch.loss.loss_type": ("stablemax_cross_entropy", "softmax_cross_entropy")}
 
 
@@ -128,14 +178,14 @@ def _suggest(key: str) -> str:
 
 
 STRING_KEYS = {"preset", "run_name", "runs_dir", "device", "init_from", "arch.pos_encodings", "arch.forward_dtype",
-               "arch.loss.loss_type"}
+               "arch.loss.loss_type", "arch.name"}
 
 
 INT_KEYS = {"global_batch_size", "epochs", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
             "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch",
             "lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
             "debug_nan_at_step", "debug_sigkill_at_step", "cpu_threads", "eval_interval", "lr_warmup_examples",
-            "eval_batch_size", "keep_last"}
+            "eval_batch_size", "keep_last", "arch.puzzle_emb_len", "min_eval_interval"}
 
 
 def _coerce(key: str, v: Any, raw: str | None = None) -> Any:
@@ -174,6 +224,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"'{item}' is not key=value (e.g. epochs=100)")
         k, v = item.split("=", 1)
         k = k.strip().lstrip("+")
+        if k == "arch":  # the references' Hydra choice of arch file: arch=trm
+            k = "arch.name"
         raw[k] = v
         try:
             out[k] = yaml.safe_load(v) if v.strip() != "" else None
@@ -183,32 +235,58 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return {k: _coerce(k, v, raw[k]) for k, v in out.items()}
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    """A YAML config file (our keys; the reference's cfg_pretrain.yaml keys are a subset)."""
+def _read_yaml(path: str | Path) -> Any:
     from .runfiles import read_text_file
     text = read_text_file(path, "config file", ConfigError)
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     except (ValueError, RecursionError) as e:  # huge integers, nesting too deep for the parser
         raise ConfigError(f"{path}: unusable YAML ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _is_arch_file(data: dict[str, Any]) -> bool:
+    """A references' ``config/arch/*.yaml`` on its own: a model name and arch keys at the top."""
+    return str(data.get("name", "")).endswith("_ACTV1")
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file: our keys, or the references' files as they are: ``cfg_pretrain.yaml``
+    (its Hydra ``defaults: [arch: NAME]`` pulls in ``arch/NAME.yaml`` beside it) or an
+    ``arch/*.yaml`` alone."""
+    data = _read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     data = dict(data)
-    for k in ("defaults", "hydra", "data_path", "project_name", "checkpoint_path", "eval_save_outputs"):
-        data.pop(k, None)  # the reference's Hydra/wandb keys we do not use
+    if _is_arch_file(data):
+        data = {"arch": data}
+    defaults = data.get("defaults")
+    for entry in defaults if isinstance(defaults, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("arch"), str) and "arch" not in data:
+            arch_file = Path(path).parent / "arch" / f"{entry['arch']}.yaml"
+            arch_data = _read_yaml(arch_file) if arch_file.exists() else {"name": entry["arch"]}
+            if not isinstance(arch_data, dict):
+                raise ConfigError(f"{arch_file}: expected a mapping of keys to values")
+            data["arch"] = arch_data
+    # the references' Hydra / wandb / evaluator keys we do not use (evaluators: the dataset's builder scores)
+    for k in ("defaults", "hydra", "data_path", "project_name", "checkpoint_path", "eval_save_outputs",
+              "evaluators", "entity"):
+        data.pop(k, None)
     arch = data.get("arch")
     if isinstance(arch, dict):
         arch = dict(arch)
-        arch.pop("name", None)
+        if "name" in arch:
+            arch["name"] = arch_kind(arch["name"])
         if isinstance(arch.get("loss"), dict):
             arch["loss"] = {k: v for k, v in arch["loss"].items() if k != "name"}
         if isinstance(arch.get("puzzle_emb_ndim"), str) and "hidden_size" in arch["puzzle_emb_ndim"]:
             arch["puzzle_emb_ndim"] = arch.get("hidden_size", PAPER_ARCH["hidden_size"])
         data["arch"] = arch
+    elif isinstance(arch, str):
+        data["arch"] = {"name": arch_kind(arch)}
     flat = flatten(data)
     check_keys(flat, str(path))
     return {k: _coerce(k, v) for k, v in flat.items()}
@@ -224,12 +302,17 @@ def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] |
     if preset is not None and not (isinstance(preset, str) and preset in PRESETS):
         from .limits import show
         raise ConfigError(f"preset: unknown preset {show(preset)}; choose one of {sorted(PRESETS)}")
-    user_set_size = any(k.startswith("arch.") for k in user)
+    if "arch.name" in user:
+        user["arch.name"] = arch_kind(user["arch.name"])
+    kind = user.get("arch.name") or (PRESETS[preset].get("arch", {}).get("name") if preset else None) or "hrm_v1"
+    user_set_size = any(k.startswith("arch.") and k != "arch.name" for k in user)
     if preset is None and not gpu_available and not user_set_size:
-        preset = "cpu-small"
-        notes.append("no GPU and no arch.* key or preset given: using preset=cpu-small "
-                     "(pass preset=paper for the reference's 27M-parameter model)")
+        preset = "trm-cpu-small" if kind == "trm" else "cpu-small"
+        notes.append(f"no GPU and no arch.* key or preset given: using preset={preset} "
+                     f"(pass preset={'trm-sudoku-att' if kind == 'trm' else 'paper'} for the published model)")
     flat = flatten(DEFAULTS)
+    if kind == "trm":  # TRM's architecture defaults under the preset and the user's keys
+        flat.update(flatten({"arch": TRM_ARCH}))
     if preset is not None:
         flat.update(flatten(PRESETS[preset]))
     flat.update(user)
@@ -270,9 +353,30 @@ def validate_values(flat: dict[str, Any]) -> None:
 
     need("epochs", flat["epochs"] is None or (_is_int(flat["epochs"]) and flat["epochs"] >= 1),
          "an integer >= 1 (or null on a CPU: fitted to cpu_fit_hours)")
+    trm = flat.get("arch.name") == "trm"
     for k in ("global_batch_size", "arch.H_cycles", "arch.L_cycles", "arch.H_layers", "arch.L_layers",
               "arch.hidden_size", "arch.num_heads", "arch.halt_max_steps", "log_every", "prefetch"):
+        if k == "arch.H_layers" and trm:  # ignored by TRM; its arch yaml says 0
+            need(k, _is_int(flat[k]) and flat[k] >= 0, "an integer >= 0")
+            continue
         need(k, _is_int(flat[k]) and flat[k] >= 1, "an integer >= 1")
+    need("min_eval_interval", _is_int(flat["min_eval_interval"]) and flat["min_eval_interval"] >= 0,
+         "an integer >= 0")
+    need("freeze_weights", isinstance(flat["freeze_weights"], bool), "true or false")
+    if trm:
+        need("arch.mlp_t", isinstance(flat["arch.mlp_t"], bool), "true or false")
+        need("arch.no_ACT_continue", isinstance(flat["arch.no_ACT_continue"], bool), "true or false")
+        need("arch.puzzle_emb_len", _is_int(flat["arch.puzzle_emb_len"]) and flat["arch.puzzle_emb_len"] >= 0,
+             "an integer >= 0")
+        if flat["arch.puzzle_emb_ndim"] == 0 and flat["arch.puzzle_emb_len"]:
+            raise ConfigError("arch.puzzle_emb_len must be 0 when arch.puzzle_emb_ndim=0 (no puzzle embedding)")
+    else:
+        for k, neutral in TRM_ONLY_ARCH.items():
+            if flat[f"arch.{k}"] not in (neutral, None):
+                raise ConfigError(f"arch.{k}={flat[f'arch.{k}']!r} is a Tiny Recursive Models key: "
+                                  "add arch.name=trm (or pick a trm-* preset)")
+        if flat["arch.pos_encodings"] == "none":
+            raise ConfigError("arch.pos_encodings=none is for arch.name=trm; HRM takes rope or learned")
     for k in ("lr_warmup_steps", "arch.puzzle_emb_ndim", "seed", "num_workers", "checkpoint_every_steps",
               "debug_nan_at_step", "debug_sigkill_at_step", "keep_last"):
         need(k, _is_int(flat[k]) and flat[k] >= 0, "an integer >= 0")
@@ -297,7 +401,7 @@ def validate_values(flat: dict[str, Any]) -> None:
         need(k, flat[k] is None or isinstance(flat[k], str), "a string")
     need("runs_dir", isinstance(flat["runs_dir"], str) and flat["runs_dir"] != "", "a folder path")
     check_config(flat, ConfigError)
-    if flat["arch.hidden_size"] % flat["arch.num_heads"]:
+    if flat["arch.hidden_size"] % flat["arch.num_heads"] and not (trm and flat["arch.mlp_t"]):
         raise ConfigError(f"arch.hidden_size={flat['arch.hidden_size']} is not divisible by "
                           f"arch.num_heads={flat['arch.num_heads']}")
     if flat["eval_interval"] is not None and flat["epochs"] is not None and flat["epochs"] % flat["eval_interval"]:
@@ -309,6 +413,9 @@ def arch_for_model(cfg: dict[str, Any]) -> dict[str, Any]:
     """The ``arch`` mapping to hand to ``build_model`` (loss separated)."""
     arch = copy.deepcopy(cfg["arch"])
     arch.pop("loss", None)
+    if arch_kind(arch.get("name")) != "trm":
+        for k in TRM_ONLY_ARCH:
+            arch.pop(k, None)
     return arch
 
 

@@ -82,6 +82,11 @@ class HRMConfig:
     def puzzle_emb_len(self) -> int:
         return -(self.puzzle_emb_ndim // -self.hidden_size)  # ceil
 
+    @property
+    def prefix_len(self) -> int:
+        """Positions before the tokens (the puzzle-embedding prefix)."""
+        return self.puzzle_emb_len
+
 
 # ----------------------------------------------------------------------------------------------
 # Carry
@@ -132,23 +137,24 @@ class HierarchicalReasoningModel_ACTV1ReasoningModule(nn.Module):
         return hidden_states
 
 
-class HierarchicalReasoningModel_ACTV1_Inner(nn.Module):
-    """One ACT segment: H_cycles x L_cycles recurrent updates, gradient only through the last L and H update."""
+class RecurrentInner(nn.Module):
+    """What HRM's and TRM's inner modules share: the token / puzzle / position embeddings, the
+    output heads and the carry. Subclasses call :meth:`_init_io` first, then build their
+    reasoning modules and the H/L init states, in the reference's order (same seed, same init)."""
 
-    def __init__(self, config: HRMConfig):
-        super().__init__()
+    config: Any
+
+    def _init_io(self, config) -> None:
         self.config = config
         self.forward_dtype = getattr(torch, config.forward_dtype)
         H = config.hidden_size
-
-        # Construction order matches the reference so that the same seed gives the same init.
         self.embed_scale = math.sqrt(H)
         embed_init_std = 1.0 / self.embed_scale  # embeddings * sqrt(H) then have unit scale
         self.embed_tokens = CastedEmbedding(config.vocab_size, H, init_std=embed_init_std, cast_to=self.forward_dtype)
         self.lm_head = CastedLinear(H, config.vocab_size, bias=False)
         self.q_head = CastedLinear(H, 2, bias=True)
 
-        self.puzzle_emb_len = config.puzzle_emb_len
+        self.puzzle_emb_len = config.prefix_len
         if config.puzzle_emb_ndim > 0:  # zero init: every puzzle starts from the same embedding
             self.puzzle_emb = CastedSparseEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim,
                                                     batch_size=config.batch_size, init_std=0, cast_to=self.forward_dtype)
@@ -157,18 +163,14 @@ class HierarchicalReasoningModel_ACTV1_Inner(nn.Module):
         if config.pos_encodings == "rope":
             self.rotary_emb = RotaryEmbedding(dim=H // config.num_heads, max_position_embeddings=total_len,
                                               base=config.rope_theta)
-        else:
+        elif config.pos_encodings == "learned":
             self.embed_pos = CastedEmbedding(total_len, H, init_std=embed_init_std, cast_to=self.forward_dtype)
 
-        self.H_level = HierarchicalReasoningModel_ACTV1ReasoningModule(
-            [HierarchicalReasoningModel_ACTV1Block(config) for _ in range(config.H_layers)])
-        self.L_level = HierarchicalReasoningModel_ACTV1ReasoningModule(
-            [HierarchicalReasoningModel_ACTV1Block(config) for _ in range(config.L_layers)])
-
+    def _init_states(self) -> None:
+        H = self.config.hidden_size
         # Initial recurrent states (fixed, not learned), in forward dtype like the reference.
         self.register_buffer("H_init", trunc_normal_init_(torch.empty(H, dtype=self.forward_dtype), std=1))
         self.register_buffer("L_init", trunc_normal_init_(torch.empty(H, dtype=self.forward_dtype), std=1))
-
         # Q head starts at ~sigmoid(-5): "continue", so early training does not halt at random.
         with torch.no_grad():
             self.q_head.weight.zero_()
@@ -199,6 +201,26 @@ class HierarchicalReasoningModel_ACTV1_Inner(nn.Module):
         return HierarchicalReasoningModel_ACTV1InnerCarry(z_H=torch.where(flag, self.H_init, carry.z_H),
                                                           z_L=torch.where(flag, self.L_init, carry.z_L))
 
+    def _outputs(self, z_H: torch.Tensor, z_L: torch.Tensor):
+        """Carry (detached), token logits after the prefix, and (q_halt, q_continue) from position 0."""
+        new_carry = HierarchicalReasoningModel_ACTV1InnerCarry(z_H=z_H.detach(), z_L=z_L.detach())
+        logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
+        q_logits = self.q_head(z_H[:, 0]).to(torch.float32)
+        return new_carry, logits, (q_logits[..., 0], q_logits[..., 1])
+
+
+class HierarchicalReasoningModel_ACTV1_Inner(RecurrentInner):
+    """One ACT segment: H_cycles x L_cycles recurrent updates, gradient only through the last L and H update."""
+
+    def __init__(self, config: HRMConfig):
+        super().__init__()
+        self._init_io(config)  # construction order matches the reference: same seed, same init
+        self.H_level = HierarchicalReasoningModel_ACTV1ReasoningModule(
+            [HierarchicalReasoningModel_ACTV1Block(config) for _ in range(config.H_layers)])
+        self.L_level = HierarchicalReasoningModel_ACTV1ReasoningModule(
+            [HierarchicalReasoningModel_ACTV1Block(config) for _ in range(config.L_layers)])
+        self._init_states()
+
     def forward(self, carry: HierarchicalReasoningModel_ACTV1InnerCarry, batch: Dict[str, torch.Tensor]
                 ) -> Tuple[HierarchicalReasoningModel_ACTV1InnerCarry, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         cos_sin = self.rotary_emb() if hasattr(self, "rotary_emb") else None
@@ -217,10 +239,7 @@ class HierarchicalReasoningModel_ACTV1_Inner(nn.Module):
         z_L = self.L_level(z_L, z_H + x, cos_sin=cos_sin)
         z_H = self.H_level(z_H, z_L, cos_sin=cos_sin)
 
-        new_carry = HierarchicalReasoningModel_ACTV1InnerCarry(z_H=z_H.detach(), z_L=z_L.detach())
-        logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
-        q_logits = self.q_head(z_H[:, 0]).to(torch.float32)
-        return new_carry, logits, (q_logits[..., 0], q_logits[..., 1])
+        return self._outputs(z_H, z_L)
 
 
 class HierarchicalReasoningModel_ACTV1(nn.Module):
@@ -232,10 +251,13 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
     ``halt_max_steps``; eval always runs ``halt_max_steps`` segments.
     """
 
+    config_class: Any = HRMConfig
+    inner_class: Any = HierarchicalReasoningModel_ACTV1_Inner
+
     def __init__(self, config: "HRMConfig | Mapping[str, Any]"):
         super().__init__()
-        self.config = config if isinstance(config, HRMConfig) else HRMConfig.from_dict(config)
-        self.inner = HierarchicalReasoningModel_ACTV1_Inner(self.config)
+        self.config = config if isinstance(config, self.config_class) else self.config_class.from_dict(config)
+        self.inner = self.inner_class(self.config)
 
     @property
     def puzzle_emb(self):
@@ -269,16 +291,19 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
             is_last_step = steps >= self.config.halt_max_steps
             halted = is_last_step
             if self.training and self.config.halt_max_steps > 1:
-                halted = halted | (q_halt > q_continue)
+                # TRM's no_ACT_continue: halt on sigmoid(q_halt) > 0.5 alone, no continue target.
+                no_continue = getattr(self.config, "no_ACT_continue", False)
+                halted = halted | ((q_halt > 0) if no_continue else (q_halt > q_continue))
                 # Exploration: with prob p, force a random minimum of 2..halt_max_steps segments.
                 min_halt_steps = ((torch.rand_like(q_halt) < self.config.halt_exploration_prob)
                                   * torch.randint_like(steps, low=2, high=self.config.halt_max_steps + 1))
                 halted = halted & (steps >= min_halt_steps)
-                # Q-learning target for "continue": value of the next segment (no replay buffer /
-                # target net; the large batch plays the role of parallel environments, as in PQN).
-                next_q_halt, next_q_continue = self.inner(inner_carry, data)[-1]
-                outputs["target_q_continue"] = torch.sigmoid(
-                    torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))
+                if not no_continue:
+                    # Q-learning target for "continue": value of the next segment (no replay buffer /
+                    # target net; the large batch plays the role of parallel environments, as in PQN).
+                    next_q_halt, next_q_continue = self.inner(inner_carry, data)[-1]
+                    outputs["target_q_continue"] = torch.sigmoid(
+                        torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))
 
         return HierarchicalReasoningModel_ACTV1Carry(inner_carry, steps, halted, data), outputs
 
@@ -286,23 +311,21 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Construction and checkpoints
 
-_REFERENCE_ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
-
-
 def build_model(arch: Mapping[str, Any], *, batch_size: int, seq_len: int, vocab_size: int,
                 num_puzzle_identifiers: int, loss_type: Optional[str] = None) -> ACTLossHead:
-    """Build ``ACTLossHead(HierarchicalReasoningModel_ACTV1)`` on the current default device.
+    """Build ``ACTLossHead(model)`` on the current default device; ``arch["name"]`` picks the model.
 
-    ``arch`` holds the architecture keys of :class:`HRMConfig`. The reference's
-    ``config/arch/hrm_v1.yaml`` is accepted as loaded: ``name`` must be the HRM ACT v1 model,
-    ``loss`` may give ``loss_type`` (used when the ``loss_type`` argument is None), ``causal``
-    must be False, and ``puzzle_emb_ndim: ${.hidden_size}`` resolves to hidden_size. Anything
-    else unknown raises ValueError. Default loss: stablemax_cross_entropy.
+    ``name``: ``hrm_v1`` (default) or ``trm``, or the references' own names
+    (``hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1``,
+    ``recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1``). The references'
+    ``config/arch/*.yaml`` are accepted as loaded: ``loss`` may give ``loss_type`` (used when the
+    ``loss_type`` argument is None), ``causal`` must be False, and ``puzzle_emb_ndim:
+    ${.hidden_size}`` resolves to hidden_size. Anything else unknown raises ValueError. Default
+    loss: stablemax_cross_entropy.
     """
+    from hrm_model.config import arch_kind
     arch = dict(arch)
-    name = arch.pop("name", None)
-    if name is not None and not str(name).endswith("HierarchicalReasoningModel_ACTV1"):
-        raise ValueError(f"arch name {name!r} is not {_REFERENCE_ARCH_NAME!r}")
+    kind = arch_kind(arch.pop("name", None))
     loss_cfg = dict(arch.pop("loss", None) or {})
     loss_cfg.pop("name", None)
     arch_loss_type = loss_cfg.pop("loss_type", None)
@@ -315,10 +338,14 @@ def build_model(arch: Mapping[str, Any], *, batch_size: int, seq_len: int, vocab
     for k in ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers"):
         if k in arch:
             raise ValueError(f"{k} comes from the data, pass it as an argument, not in arch")
-    config = HRMConfig.from_dict(dict(arch, batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size,
-                                      num_puzzle_identifiers=num_puzzle_identifiers))
-    return ACTLossHead(HierarchicalReasoningModel_ACTV1(config),
-                       loss_type=loss_type or arch_loss_type or "stablemax_cross_entropy")
+    shape = dict(batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size,
+                 num_puzzle_identifiers=num_puzzle_identifiers)
+    if kind == "trm":
+        from hrm_model.trm import TinyRecursiveReasoningModel_ACTV1, TRMConfig
+        model: nn.Module = TinyRecursiveReasoningModel_ACTV1(TRMConfig.from_dict(dict(arch, **shape)))
+    else:
+        model = HierarchicalReasoningModel_ACTV1(HRMConfig.from_dict(dict(arch, **shape)))
+    return ACTLossHead(model, loss_type=loss_type or arch_loss_type or "stablemax_cross_entropy")
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -220,12 +220,18 @@ class Logger:
 
 
 class EMA:
-    """Exponential moving average of the parameters and the puzzle-embedding table (for evaluation)."""
+    """Exponential moving average of the weights, for evaluation and checkpoints.
 
-    def __init__(self, module: torch.nn.Module, rate: float):
+    ``(1 - rate) * live + rate * shadow`` after every optimizer step, in that order of operations
+    (TinyRecursiveModels' ``models/ema.py``, bit for bit). ``trainable_only`` (TRM's semantics)
+    averages the trainable parameters only; otherwise the puzzle-embedding table is averaged too.
+    """
+
+    def __init__(self, module: torch.nn.Module, rate: float, trainable_only: bool = False):
         self.rate = rate
-        self.names = [n for n, p in module.named_parameters()] + \
-                     [n for n, b in module.named_buffers() if n.endswith("puzzle_emb.weights")]
+        self.names = [n for n, p in module.named_parameters() if p.requires_grad or not trainable_only]
+        if not trainable_only:
+            self.names += [n for n, b in module.named_buffers() if n.endswith("puzzle_emb.weights")]
         self.tensors = {n: t.detach().clone().float() for n, t in self._live(module).items()}
 
     def _live(self, module) -> dict[str, torch.Tensor]:
@@ -236,8 +242,11 @@ class EMA:
     @torch.no_grad()
     def update(self, module) -> None:
         live = self._live(module)
-        torch._foreach_lerp_([self.tensors[n] for n in self.names], [live[n].float() for n in self.names],
-                             1.0 - self.rate)
+        shadow = [self.tensors[n] for n in self.names]
+        new = torch._foreach_mul([live[n].float() for n in self.names], 1.0 - self.rate)
+        torch._foreach_add_(new, torch._foreach_mul(shadow, self.rate))
+        for n, t in zip(self.names, new):
+            self.tensors[n] = t
 
     @torch.no_grad()
     def swap(self, module) -> None:
@@ -295,6 +304,11 @@ def _optimizers(model, cfg: dict[str, Any], world_size: int):
         opts.append(CastedSparseEmbeddingSignSGD(emb.buffers(), lr=0, weight_decay=cfg["puzzle_emb_weight_decay"],
                                                  world_size=world_size))
         base_lrs.append(cfg["puzzle_emb_lr"])
+    if cfg.get("freeze_weights"):  # TRM's option: only the puzzle embeddings learn
+        if emb is None:
+            raise BadInput("freeze_weights=true trains the puzzle embeddings only, but this model has none "
+                           "(arch.puzzle_emb_ndim=0)")
+        return opts, base_lrs
     opts.append(AdamATan2(model.parameters(), lr=0, weight_decay=cfg["weight_decay"],
                           betas=(cfg["beta1"], cfg["beta2"])))
     base_lrs.append(cfg["lr"])
@@ -447,7 +461,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                 dist.broadcast(t, src=0)
     from .model import count_parameters, export_reference_state_dict, load_reference_state_dict
     optimizers, base_lrs = _optimizers(model, cfg, dctx.world_size)
-    ema = EMA(model, cfg["ema_rate"]) if cfg["ema"] else None
+    ema_trainable_only = cfg["arch"].get("name") == "trm"  # TRM averages trainable parameters only
+    ema = EMA(model, cfg["ema_rate"], ema_trainable_only) if cfg["ema"] else None
 
     state = State()
     if saved is not None:
@@ -487,7 +502,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         except RuntimeError as e:
             raise _fit_error(f"init_from {cfg['init_from']}", e) from None
         if ema is not None:
-            ema = EMA(model, cfg["ema_rate"])
+            ema = EMA(model, cfg["ema_rate"], ema_trainable_only)
         say(f"initialised weights from {cfg['init_from']}")
 
     raw_model = model
@@ -725,7 +740,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                     os.kill(os.getpid(), signal.SIGKILL)
             # ---- end of iteration: evaluate, checkpoint
             final = it == total_iters - 1
-            do_eval(it, final)
+            if final or it >= cfg.get("min_eval_interval", 0):  # TRM's min_eval_interval, in iterations
+                do_eval(it, final)
             state.sampler = SamplerState(it + 1, 0)
             stopping = _any_rank(stop.requested, dctx)
             if cfg["checkpoint_every_eval"] or final or stopping:
