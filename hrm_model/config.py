@@ -333,6 +333,14 @@ def resolve(file_flat: dict[str, Any] | None = None, overrides: dict[str, Any] |
     return unflatten(flat), notes
 
 
+def complete(flat: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's flat config with keys added since it was written, at their defaults."""
+    base = flatten(DEFAULTS)
+    if arch_kind(flat.get("arch.name")) == "trm":
+        base.update(flatten({"arch": TRM_ARCH}))
+    return {**base, **flat}
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

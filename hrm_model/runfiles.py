@@ -187,10 +187,10 @@ def resume_config(run_dir: Path, saved: dict, file_flat: dict[str, Any], overrid
     in a note (the checkpoint's values are used), and a damaged config.yaml does not matter.
     """
     import yaml
-    from .config import DEFAULTS, RESUME_MUTABLE, flatten
+    from .config import RESUME_MUTABLE, complete, flatten
 
     notes: list[str] = []
-    flat = {**flatten(DEFAULTS), **flatten(dict(saved["config"]))}  # keys added since the checkpoint: defaults
+    flat = complete(flatten(dict(saved["config"])))  # keys added since the checkpoint: defaults
     cfg_path = run_dir / "config.yaml"
     try:
         on_disk = (yaml.safe_load(read_text_file(cfg_path, "config.yaml", ValueError))
