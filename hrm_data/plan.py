@@ -702,9 +702,9 @@ def _warnings(p: Plan) -> list[PlanWarning]:
 
 def _train_split(obj):
     from .format import Dataset, Split
-    if isinstance(obj, Split):
+    if isinstance(obj, Split) or (hasattr(obj, "metadata") and hasattr(obj, "sets")):  # any reader's split
         return obj
-    if isinstance(obj, Dataset):
+    if isinstance(obj, Dataset) or hasattr(obj, "train"):
         return obj.train
     if isinstance(obj, (str, os.PathLike)):
         return Dataset(obj).train
@@ -722,7 +722,8 @@ def compute_plan(train_split_or_path, global_batch_size: int, epochs: int, eval_
         arrays[name] = split.index_arrays(name)
     if not arrays:
         raise FormatError(f"{split.path / 'dataset.json'}: 'sets' is empty; a split needs at least one set")
-    source = str(train_split_or_path) if isinstance(train_split_or_path, (str, os.PathLike)) else str(split.root)
+    source = (str(train_split_or_path) if isinstance(train_split_or_path, (str, os.PathLike))
+              else str(getattr(split, "root", split.path)))
     try:
         _normalize(arrays)
     except ValueError as e:

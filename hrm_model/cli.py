@@ -18,6 +18,7 @@ with --debug or HRM_DEBUG=1 for the traceback), 130 interrupted (a checkpoint is
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -120,9 +121,11 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
     """Train on DATA. ARGS: the dataset folder, then key=value overrides (see `hrm-train keys`)."""
     from .config import ConfigError, load_file, parse_overrides, resolve, unflatten, validate_values
     positional, items = _split_args(args)
-    if len(positional) > 1:
-        raise BadInput(f"expected one dataset folder, got {positional}; config values are key=value")
     data = positional[0] if positional else None
+    if len(positional) > 1:  # several datasets trained as one (TRM's data_paths)
+        if resume is not None or eval_only:
+            raise BadInput(f"expected one dataset folder, got {positional}; config values are key=value")
+        items = [*items, "data_paths=[" + ", ".join(json.dumps(p) for p in positional) + "]"]
     try:
         overrides = parse_overrides(items)
         file_flat = load_file(config_file) if config_file else {}
@@ -172,7 +175,7 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
     if checkpoint is not None:
         raise BadInput("--checkpoint is for --eval-only; to start from weights use init_from=PATH, "
                        "to continue a run use --resume RUN")
-    if data is None:
+    if data is None and not {**file_flat, **overrides}.get("data_paths"):
         raise BadInput("missing DATA: the dataset folder to train on (e.g. hrm-train data/city epochs=100)")
     try:
         cfg, notes = resolve(file_flat, overrides, gpu_available=gpu)

@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_warmup_examples": None,   # the user's rule: warmup in examples -> ceil(examples / global_batch_size) steps
     "arch": {"name": "hrm_v1", **copy.deepcopy(PAPER_ARCH), **TRM_ONLY_ARCH},
     # -- TinyRecursiveModels' keys (same names and meanings as its pretrain.py)
+    "data_paths": None,           # several datasets trained as one (identifiers offset); `hrm-train A B`
     "min_eval_interval": 0,       # evaluate only from this iteration (eval_interval epochs each) on
     "freeze_weights": False,      # train the puzzle embeddings only
     # -- ours
@@ -371,6 +372,9 @@ def validate_values(flat: dict[str, Any]) -> None:
     need("min_eval_interval", _is_int(flat["min_eval_interval"]) and flat["min_eval_interval"] >= 0,
          "an integer >= 0")
     need("freeze_weights", isinstance(flat["freeze_weights"], bool), "true or false")
+    dp = flat.get("data_paths")
+    need("data_paths", dp is None or (isinstance(dp, list) and len(dp) >= 1
+                                      and all(isinstance(p, str) and p for p in dp)), "a list of dataset folders")
     if trm:
         need("arch.mlp_t", isinstance(flat["arch.mlp_t"], bool), "true or false")
         need("arch.no_ACT_continue", isinstance(flat["arch.no_ACT_continue"], bool), "true or false")

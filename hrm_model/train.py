@@ -138,19 +138,23 @@ def resolve_runtime(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]
 
 # ----------------------------------------------------------------------------- checks before step 1
 
-def check_dataset(data_path: str | os.PathLike):
-    """Validate (refuse with the findings on error) and open the dataset."""
+def check_dataset(data_path: "str | os.PathLike | list"):
+    """Validate (refuse with the findings on error) and open the dataset; several paths (TRM's
+    ``data_paths``) are each validated, then read as one (hrm_data.merge, identifiers offset)."""
     from hrm_data.format import Dataset, FormatError
+    from hrm_data.merge import MergedDataset
     from hrm_data.validate import NotADataset, validate
+    paths = [str(p) for p in data_path] if isinstance(data_path, (list, tuple)) else [str(data_path)]
+    for path in paths:
+        try:
+            report = validate(path)
+        except NotADataset as e:
+            raise BadInput(str(e)) from None
+        if not report.valid:
+            raise BadInput(f"{path}: invalid dataset ({len(report.errors)} error(s)); fix or rebuild it "
+                           f"(`hrm-data validate {path}`)", details=report.format_text())
     try:
-        report = validate(data_path)
-    except NotADataset as e:
-        raise BadInput(str(e)) from None
-    if not report.valid:
-        raise BadInput(f"{data_path}: invalid dataset ({len(report.errors)} error(s)); fix or rebuild it "
-                       f"(`hrm-data validate {data_path}`)", details=report.format_text())
-    try:
-        return Dataset(data_path)
+        return Dataset(paths[0]) if len(paths) == 1 else MergedDataset(paths)
     except FormatError as e:
         raise BadInput(str(e)) from None
 
@@ -357,6 +361,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         resumed_tag = saved.get("tag")
         if data_path is None:
             data_path = cfg.get("data_path") or saved.get("data_path")
+    if data_path is None and cfg.get("data_paths"):
+        data_path = cfg["data_paths"][0]
     if data_path is None:
         raise BadInput("no dataset given")
     data_path = str(data_path)
@@ -371,7 +377,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
             + ("" if cfg.get("cpu_threads") else " (the cores not busy now)")
             + "; set cpu_threads=N to change it (1 is fastest when other jobs share the cores)")
 
-    dataset = check_dataset(data_path)
+    dataset = check_dataset(cfg.get("data_paths") or data_path)
     _precheck_memory(cfg, dataset, device, dctx.world_size, data_path)   # before the probe builds the model
     from .eta import prepare as _prepare_eta
     cfg, plan, eta_line = _prepare_eta(cfg, dataset, device, dctx.world_size, fresh=resume is None, say=say,
@@ -852,7 +858,7 @@ def eval_only(checkpoint_path: str | os.PathLike, data_path: str | None, cfg: di
         if cfg is not None:  # only runtime keys may change
             base = {**base, **{k: v for k, v in cfg.items() if k in ("device", "force", "eval_batch_size", "compile")}}
         cfg = base
-        data_path = data_path or obj.get("data_path")
+        data_path = data_path or cfg.get("data_paths") or obj.get("data_path")
     if cfg is None:
         raise BadInput("a bare weight file needs the architecture: pass the same arch.* keys or preset as in training")
     if not full:

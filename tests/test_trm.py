@@ -281,3 +281,35 @@ def test_trm_two_ranks_match_one(tmp_path):
         assert torch.allclose(va.float(), b["model"][k].float(), atol=2e-5, rtol=1e-4), k
     for k, va in a["ema"].items():
         assert torch.allclose(va, b["ema"][k], atol=2e-5, rtol=1e-4), k
+
+
+# ----------------------------------------------------------------------------- several datasets
+
+def test_several_datasets_train_as_one_with_identifiers_offset(tmp_path):
+    from hrm_data.format import Dataset, FormatError
+    from hrm_data.merge import MergedDataset
+    a = make_dataset(tmp_path / "a", n_train=8, n_test=2, seed=0)
+    b = make_dataset(tmp_path / "b", n_train=6, n_test=2, seed=1)
+    m = MergedDataset([a, b])
+    ids_a, ids_b = Dataset(a).identifiers, Dataset(b).identifiers
+    assert m.identifiers == ids_a + ids_b[1:] and m.train.metadata.num_puzzle_identifiers == len(m.identifiers)
+    assert m.train.metadata.sets == ["all", "all1"]  # TRM's naming of the second dataset's set
+    pa, pb = Dataset(a).train.set("all").puzzle_identifiers, Dataset(b).train.set("all").puzzle_identifiers
+    merged_b = m.train.set("all1").puzzle_identifiers
+    assert (merged_b == pb + len(ids_a) - 1).all()  # no row shared with the first dataset
+    assert [m.identifiers[i] for i in merged_b] == [ids_b[i] for i in pb]
+    assert set(pa.tolist()).isdisjoint(merged_b.tolist())
+    assert m.fingerprint() != MergedDataset([b, a]).fingerprint()
+    other = make_dataset(tmp_path / "c", S=10)
+    with pytest.raises(FormatError, match="seq_len"):
+        MergedDataset([a, other]).train
+
+    # hrm-train A B: both datasets' examples in every iteration, one embedding row per puzzle
+    r = subprocess.run([sys.executable, "-m", "hrm_model.cli", str(a), str(b), *TINY, "epochs=1",
+                        "global_batch_size=4", f"runs_dir={tmp_path / 'runs'}", "run_name=both", "log_every=1"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = torch.load(ckpt.latest_checkpoint(tmp_path / "runs" / "both"), weights_only=False)
+    assert ck["config"]["data_paths"] == [str(a), str(b)]
+    assert ck["model"]["model.inner.puzzle_emb.weights"].shape[0] == len(m.identifiers)
+    assert ck["step"] == 8 // 4 + 6 // 4  # each set's batches in turn, last partial batch of each dropped
