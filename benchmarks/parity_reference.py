@@ -1,17 +1,19 @@
-"""Bit-for-bit comparison of our TRM (``arch.name=trm``) with TinyRecursiveModels' own model code on CPU.
+"""Bit-for-bit comparison of our models with the reference repositories' own model code on CPU:
+HRM (``arch.name=hrm_v1``) against sapientinc/HRM, TRM (``arch.name=trm``) against
+SamsungSAILMontreal/TinyRecursiveModels.
 
-    python benchmarks/parity_trm.py --reference /path/to/TinyRecursiveModels [--site DIR]
+    python benchmarks/parity_reference.py --hrm /path/to/HRM --trm /path/to/TinyRecursiveModels [--site DIR]
 
-``--reference`` is a checkout of SamsungSAILMontreal/TinyRecursiveModels (its ``models/``
-package is imported from there; nothing of it is copied here). Its code needs ``pydantic`` and
-``einops``: install them anywhere (``pip install --target DIR pydantic einops``) and pass
-``--site DIR``.
+Each path is a checkout (its ``models/`` package is imported from there; nothing of it is copied
+here); give one or both. HRM's flash-attn import is served by a tiny SDPA stand-in made here.
+Both need ``pydantic`` (TRM's also ``einops``): install them anywhere (``pip install --target DIR
+pydantic einops``) and pass ``--site DIR``.
 
-For each variant (attention with rope / learned / no positions, ``mlp_t``; float32 and
+For each variant (attention with rope / learned / no positions, TRM's ``mlp_t``; float32 and
 bfloat16), from the same seed it checks that both sides initialise the same weights, then over
 several ACT segments in training mode: logits, q values, loss, metrics, carry and every
-gradient; after each segment an optimizer step (AdamATan2 + the reference's sparse sign-SGD +
-the reference's ``EMAHelper``): parameters, the puzzle table and the EMA copies; then the eval
+gradient; after each segment an optimizer step (AdamATan2 + the reference's sparse sign-SGD,
+and for TRM its ``EMAHelper``): parameters, the puzzle table and the EMA copies; then the eval
 segments. The reference's AdamATan2 is a CUDA extension: the reference side here uses a
 per-tensor transcription of its kernel's formula (csrc/adam_atan2.cu, see
 docs/trainer.md), ours the foreach implementation the trainer uses. Prints the maximum
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -33,15 +36,25 @@ from hrm_model.sparse_embedding import CastedSparseEmbeddingSignSGD  # noqa: E40
 from hrm_model.train import EMA  # noqa: E402
 
 B, S, V, NPUZ = 6, 16, 10, 5
-BASE = dict(hidden_size=64, num_heads=4, expansion=4, H_cycles=3, L_cycles=2, H_layers=0, L_layers=2,
-            puzzle_emb_ndim=64, puzzle_emb_len=4, pos_encodings="rope", halt_max_steps=4,
-            halt_exploration_prob=0.5, rms_norm_eps=1e-5, rope_theta=10000.0, mlp_t=False, no_ACT_continue=True)
-VARIANTS = {
-    "attention-rope": {},
-    "attention-learned": dict(pos_encodings="learned"),
-    "attention-none": dict(pos_encodings="none", puzzle_emb_len=0),
-    "mlp_t": dict(mlp_t=True, pos_encodings="none"),
+BASE = {
+    "trm": dict(hidden_size=64, num_heads=4, expansion=4, H_cycles=3, L_cycles=2, H_layers=0, L_layers=2,
+                puzzle_emb_ndim=64, puzzle_emb_len=4, pos_encodings="rope", halt_max_steps=4,
+                halt_exploration_prob=0.5, rms_norm_eps=1e-5, rope_theta=10000.0, mlp_t=False, no_ACT_continue=True),
+    "hrm_v1": dict(hidden_size=64, num_heads=4, expansion=4, H_cycles=2, L_cycles=2, H_layers=2, L_layers=2,
+                   puzzle_emb_ndim=64, pos_encodings="rope", halt_max_steps=4, halt_exploration_prob=0.5,
+                   rms_norm_eps=1e-5, rope_theta=10000.0),
 }
+VARIANTS = {
+    "trm": {"attention-rope": {}, "attention-learned": dict(pos_encodings="learned"),
+            "attention-none": dict(pos_encodings="none", puzzle_emb_len=0),
+            "mlp_t": dict(mlp_t=True, pos_encodings="none")},
+    "hrm_v1": {"attention-rope": {}, "attention-learned": dict(pos_encodings="learned", puzzle_emb_ndim=96)},
+}
+SHIM = '''import torch.nn.functional as F
+def flash_attn_func(q, k, v, causal=False):
+    t = lambda x: x.transpose(1, 2)
+    return t(F.scaled_dot_product_attention(t(q), t(k), t(v), is_causal=causal)).contiguous()
+'''
 LR, EMB_LR, WD, EMB_WD, BETAS, EMA_RATE = 3e-3, 1e-2, 0.1, 0.1, (0.9, 0.95), 0.9
 
 
@@ -79,8 +92,8 @@ def maxdiff(a, b) -> float:
     return abs(float(a) - float(b))
 
 
-def run_variant(name: str, over: dict, dtype: str, train_segments: int, ref_cls, ref_head, ref_sign_sgd, ref_ema):
-    arch = dict(BASE, **over, forward_dtype=dtype)
+def run_variant(kind: str, over: dict, dtype: str, train_segments: int, ref_cls, ref_head, ref_sign_sgd, ref_ema):
+    arch = dict(BASE[kind], **over, forward_dtype=dtype)
     worst: dict[str, float] = {}
 
     def note(key: str, d: float) -> None:
@@ -90,7 +103,7 @@ def run_variant(name: str, over: dict, dtype: str, train_segments: int, ref_cls,
     ref = ref_head(ref_cls(dict(arch, batch_size=B, seq_len=S, vocab_size=V, num_puzzle_identifiers=NPUZ,
                                 causal=False)), loss_type="stablemax_cross_entropy")
     torch.manual_seed(0)
-    ours = build_model(dict(arch, name="trm"), batch_size=B, seq_len=S, vocab_size=V, num_puzzle_identifiers=NPUZ)
+    ours = build_model(dict(arch, name=kind), batch_size=B, seq_len=S, vocab_size=V, num_puzzle_identifiers=NPUZ)
     ref_sd = ref.state_dict()
     for k, v in ours.state_dict().items():
         note("init", maxdiff(v, ref_sd[k]))
@@ -103,8 +116,9 @@ def run_variant(name: str, over: dict, dtype: str, train_segments: int, ref_cls,
                                                world_size=1) if our_emb else None
     our_adam = AdamATan2(ours.parameters(), lr=LR, weight_decay=WD, betas=BETAS)
     ref_adam_state: dict = {}
-    ema_ref = ref_ema(mu=EMA_RATE)
-    ema_ref.register(ref)
+    ema_ref = ref_ema(mu=EMA_RATE) if ref_ema else None  # HRM has no EMA of its own
+    if ema_ref:
+        ema_ref.register(ref)
     ema_ours = EMA(ours, EMA_RATE, trainable_only=True)
 
     data = batches(train_segments, seed=1)
@@ -112,13 +126,14 @@ def run_variant(name: str, over: dict, dtype: str, train_segments: int, ref_cls,
     c_ref, c_ours = ref.initial_carry(data[0]), ours.initial_carry(data[0])
     for i, batch in enumerate(data):
         torch.manual_seed(100 + i)
-        c_ref, l_ref, m_ref, o_ref, _ = ref(carry=c_ref, batch=batch, return_keys=["logits", "q_halt_logits",
-                                                                               "q_continue_logits"])
+        keys = ["logits", "q_halt_logits", "q_continue_logits", "target_q_continue"]
+        c_ref, l_ref, m_ref, o_ref, _ = ref(carry=c_ref, batch=batch, return_keys=keys)
         torch.manual_seed(100 + i)
-        c_ours, l_ours, m_ours, o_ours, _ = ours(carry=c_ours, batch=batch, return_keys=["logits"])
+        c_ours, l_ours, m_ours, o_ours, _ = ours(carry=c_ours, batch=batch, return_keys=keys)
         note("loss", maxdiff(l_ref, l_ours))
-        for k in ("logits", "q_halt_logits", "q_continue_logits"):
-            note(k, maxdiff(o_ref[k], o_ours[k]))
+        for k in ("logits", "q_halt_logits", "q_continue_logits", "target_q_continue"):
+            if k in o_ref or k in o_ours:
+                note(k, maxdiff(o_ref[k], o_ours[k]))
         for k, v in m_ref.items():
             note(f"metric {k}", maxdiff(v, m_ours[k]))
         for k in ("z_H", "z_L"):
@@ -139,11 +154,13 @@ def run_variant(name: str, over: dict, dtype: str, train_segments: int, ref_cls,
             our_opt_emb.step()
             ref_opt_emb.zero_grad(), our_opt_emb.zero_grad()
         ref.zero_grad(), our_adam.zero_grad()
-        ema_ref.update(ref)
         ema_ours.update(ours)
+        if ema_ref:
+            ema_ref.update(ref)
         for k, p in ours.named_parameters():
             note("params after step", maxdiff(p, ref_params[k]))
-            note("EMA copy", maxdiff(ema_ours.tensors[k], ema_ref.shadow[k]))
+            if ema_ref:
+                note("EMA copy", maxdiff(ema_ours.tensors[k], ema_ref.shadow[k]))
         if our_emb is not None:
             note("puzzle table after step", maxdiff(our_emb.weights, ref_emb.weights))
 
@@ -159,30 +176,50 @@ def run_variant(name: str, over: dict, dtype: str, train_segments: int, ref_cls,
     return worst
 
 
+def load_reference(kind: str, path: str, site: str | None):
+    """Import one reference's model, loss head, sparse sign-SGD (and EMA) from a fresh module tree."""
+    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
+        del sys.modules[name]  # both repositories call their package "models"
+    if kind == "hrm_v1":
+        shim = tempfile.mkdtemp(prefix="hrm-shim-")
+        Path(shim, "flash_attn.py").write_text(SHIM)
+        sys.path[:0] = [shim, path] + ([site] if site else [])
+        from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1 as Model
+        ema = None
+    else:
+        sys.path[:0] = ([site] if site else []) + [path]
+        from models.ema import EMAHelper as ema
+        from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1 as Model
+    from models.losses import ACTLossHead
+    from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+    sys.path.remove(path)
+    return Model, ACTLossHead, CastedSparseEmbeddingSignSGD_Distributed, ema
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reference", required=True, help="TinyRecursiveModels checkout (holds models/)")
-    ap.add_argument("--site", default=None, help="folder with pydantic and einops for the reference code")
+    ap.add_argument("--hrm", default=None, help="sapientinc/HRM checkout (holds models/)")
+    ap.add_argument("--trm", default=None, help="TinyRecursiveModels checkout (holds models/)")
+    ap.add_argument("--site", default=None, help="folder with pydantic and einops for the references' code")
     ap.add_argument("--segments", type=int, default=6, help="training segments (each followed by an optimizer step)")
     a = ap.parse_args()
-    sys.path[:0] = ([a.site] if a.site else []) + [a.reference]
+    if not (a.hrm or a.trm):
+        ap.error("give --hrm and/or --trm")
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    from models.ema import EMAHelper
-    from models.losses import ACTLossHead
-    from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1
-    from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
-
     failed = False
-    for dtype in ("float32", "bfloat16"):
-        for name, over in VARIANTS.items():
-            worst = run_variant(name, over, dtype, a.segments, TinyRecursiveReasoningModel_ACTV1, ACTLossHead,
-                                CastedSparseEmbeddingSignSGD_Distributed, EMAHelper)
-            bad = {k: v for k, v in worst.items() if v != 0.0}
-            failed |= bool(bad)
-            print(f"{name:18s} {dtype:8s} {'IDENTICAL' if not bad else 'DIFFERENT'}  "
-                  f"max |diff| over {len(worst)} quantities: {max(worst.values()):.3g}"
-                  + (f"  ({', '.join(f'{k} {v:.3g}' for k, v in bad.items())})" if bad else ""), flush=True)
+    for kind, path in (("hrm_v1", a.hrm), ("trm", a.trm)):
+        if not path:
+            continue
+        ref = load_reference(kind, path, a.site)
+        for dtype in ("float32", "bfloat16"):
+            for name, over in VARIANTS[kind].items():
+                worst = run_variant(kind, over, dtype, a.segments, *ref)
+                bad = {k: v for k, v in worst.items() if v != 0.0}
+                failed |= bool(bad)
+                print(f"{kind:6s} {name:18s} {dtype:8s} {'IDENTICAL' if not bad else 'DIFFERENT'}  "
+                      f"max |diff| over {len(worst)} quantities: {max(worst.values()):.3g}"
+                      + (f"  ({', '.join(f'{k} {v:.3g}' for k, v in bad.items())})" if bad else ""), flush=True)
     sys.exit(1 if failed else 0)
 
 
