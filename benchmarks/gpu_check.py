@@ -29,7 +29,7 @@ from hrm_data.builder import build
 from hrm_data.format import Dataset
 from hrm_data.registry import get as get_builder
 from hrm_data.sampler import GroupSampler
-from hrm_model.config import CPU_SMALL, PAPER_ARCH, PAPER_TRAIN, arch_for_model
+from hrm_model.config import CPU_SMALL, PAPER_ARCH, PAPER_TRAIN, PRESETS, TRM_CPU_SMALL, arch_for_model
 from hrm_model.data import collate, to_tensors
 from hrm_model.model import build_model, count_parameters
 from hrm_model.optim import AdamATan2
@@ -84,7 +84,7 @@ def run_mode(ds: Dataset, device: torch.device, arch: dict, batch: int, steps: i
             times.append(time.perf_counter() - t)
     loss_v = float(loss.detach()) / batch
     med = float(np.median(times))
-    return {"compile": compile_, "params": count_parameters(model), "batch": batch, "seq_len": meta.seq_len,
+    return {"arch": arch.get("name", "hrm_v1"), "compile": compile_, "params": count_parameters(model), "batch": batch, "seq_len": meta.seq_len,
             "dtype": arch["forward_dtype"], "warmup_s": round(warm_s, 2), "s_per_step": round(med, 4),
             "steps_per_s": round(1 / med, 3), "tokens_per_s": round(batch * meta.seq_len / med),
             "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
@@ -100,13 +100,22 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="cpu-small arch, 10x10 maps, few steps: a dry run")
     ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end hrm-train run")
     ap.add_argument("--out", default=None, help="write the results as JSON here too")
+    ap.add_argument("--arch", default="both", choices=("hrm", "trm", "both"),
+                    help="HRM's paper model, TRM's ARC recipe (preset trm-arc), or both")
     a = ap.parse_args()
     device = torch.device(a.device)
     if device.type == "cuda":
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}", flush=True)
-    size, arch = (10, {**copy.deepcopy(PAPER_ARCH), **CPU_SMALL["arch"]}) if a.tiny else (30, copy.deepcopy(PAPER_ARCH))
-    arch["forward_dtype"] = "bfloat16" if device.type == "cuda" else "float32"
-    arch = arch_for_model({**PAPER_TRAIN, "arch": arch})
+    size = 10 if a.tiny else 30
+    archs = []
+    for name in (("hrm", "trm") if a.arch == "both" else (a.arch,)):
+        if name == "hrm":
+            arch = {**copy.deepcopy(PAPER_ARCH), **CPU_SMALL["arch"]} if a.tiny else copy.deepcopy(PAPER_ARCH)
+        else:
+            arch = copy.deepcopy(TRM_CPU_SMALL["arch"] if a.tiny else PRESETS["trm-arc"]["arch"])
+            arch = {**copy.deepcopy(PRESETS["trm-arc"]["arch"]), **arch}
+        arch["forward_dtype"] = "bfloat16" if device.type == "cuda" else "float32"
+        archs.append(arch_for_model({**PAPER_TRAIN, "arch": arch}))
     steps, batch = (3, 8) if a.tiny else (a.steps, a.batch)
     tmp = Path(tempfile.mkdtemp(prefix="hrm-gpu-check-"))
     t = time.perf_counter()
@@ -116,19 +125,23 @@ def main() -> None:
     print(f"dataset: city-logistics {size}x{size}, {ds.train.set('all').num_examples} train examples, "
           f"built in {time.perf_counter() - t:.1f} s", flush=True)
     results = []
-    for compile_ in ((False,) if a.tiny and device.type == "cpu" else (False, True)):
-        r = run_mode(ds, device, arch, batch, steps, a.warmup if not a.tiny else 1, compile_)
-        results.append(r)
-        print(json.dumps(r), flush=True)
-    if not a.no_cli:
+    for arch in archs:
+        for compile_ in ((False,) if a.tiny and device.type == "cpu" else (False, True)):
+            r = run_mode(ds, device, arch, batch, steps, a.warmup if not a.tiny else 1, compile_)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    for name in ([] if a.no_cli else (("hrm", "trm") if a.arch == "both" else (a.arch,))):
         cmd = [sys.executable, "-m", "hrm_model.cli", str(tmp / "city"), f"device={a.device}", "epochs=2", "eval_interval=1",
-               f"runs_dir={tmp / 'runs'}", "run_name=check", "progress=false"]
-        cmd += ["preset=cpu-small"] if a.tiny else ["preset=paper", "global_batch_size=96", "lr_warmup_steps=10"]
+               f"runs_dir={tmp / 'runs'}", f"run_name=check-{name}", "progress=false"]
+        if a.tiny:
+            cmd += ["preset=cpu-small" if name == "hrm" else "preset=trm-cpu-small"]
+        else:
+            cmd += ["preset=paper" if name == "hrm" else "preset=trm-arc", "global_batch_size=96", "lr_warmup_steps=10"]
         t = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True)
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-4:])
-        print(f"hrm-train end to end: exit {p.returncode} in {time.perf_counter() - t:.0f} s\n{tail}", flush=True)
-        results.append({"cli_exit": p.returncode})
+        print(f"hrm-train {name} end to end: exit {p.returncode} in {time.perf_counter() - t:.0f} s\n{tail}", flush=True)
+        results.append({"arch": name, "cli_exit": p.returncode})
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
