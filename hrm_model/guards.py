@@ -55,6 +55,8 @@ def last_good_checkpoint(run_dir: Path, bad_step: int, verified: set[int]) -> Pa
 
 def array_files(dataset) -> list[Path]:
     """The dataset's memory-mapped files (inputs / labels of every set of both splits)."""
+    if hasattr(dataset, "parts"):  # several datasets read as one (hrm_data.merge)
+        return [f for part in dataset.parts for f in array_files(part)]
     files = []
     for split in (dataset.train, dataset.test):
         for set_name in split.metadata.sets:
