@@ -112,7 +112,8 @@ def score(dataset, split: str, predictions: np.ndarray, *, q_halt=None, evaluati
 
     # votes of this evaluation, merged into the run's state when votes accumulate
     meta = sp.metadata.extra.get("arc") or {}
-    accumulate = bool(meta.get("accumulate_votes")) and state is not None
+    # the trainer's accumulate_votes (when set) overrides the dataset's build-time choice
+    accumulate = state is not None and bool(state.get("accumulate_votes", meta.get("accumulate_votes")))
     votes: dict = state.setdefault("arc_votes", {}) if accumulate else {}
     grids: dict = state.setdefault("arc_grids", {}) if accumulate else {}
     counter = state.get("arc_order", 0) if accumulate else 0

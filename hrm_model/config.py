@@ -77,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     # -- TinyRecursiveModels' keys (same names and meanings as its pretrain.py)
     "data_paths": None,           # several datasets trained as one (identifiers offset); `hrm-train A B`
     "min_eval_interval": 0,       # evaluate only from this iteration (eval_interval epochs each) on
+    "accumulate_votes": None,     # ARC score: votes of every evaluation so far (TRM's aggregated_voting); null: the dataset's
     "freeze_weights": False,      # train the puzzle embeddings only
     # -- ours
     "preset": None,               # paper | cpu-small
@@ -131,7 +132,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                                                      "L_layers": 2, "H_cycles": 3, "L_cycles": 6}},
     "trm-sudoku-att": {**_TRM_PUZZLE_TRAIN, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 6}},
     "trm-maze": {**_TRM_PUZZLE_TRAIN, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 4}},
-    "trm-arc": {**PAPER_TRAIN, "ema": True, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 4}},
+    "trm-arc": {**PAPER_TRAIN, "ema": True, "accumulate_votes": True, "arch": {**TRM_ARCH, "L_layers": 2, "H_cycles": 3, "L_cycles": 4}},
     "trm-cpu-small": TRM_CPU_SMALL,
 }
 
@@ -372,6 +373,8 @@ def validate_values(flat: dict[str, Any]) -> None:
     need("min_eval_interval", _is_int(flat["min_eval_interval"]) and flat["min_eval_interval"] >= 0,
          "an integer >= 0")
     need("freeze_weights", isinstance(flat["freeze_weights"], bool), "true or false")
+    need("accumulate_votes", flat["accumulate_votes"] is None or isinstance(flat["accumulate_votes"], bool),
+         "true, false or null (the dataset's choice)")
     dp = flat.get("data_paths")
     need("data_paths", dp is None or (isinstance(dp, list) and len(dp) >= 1
                                       and all(isinstance(p, str) and p for p in dp)), "a list of dataset folders")

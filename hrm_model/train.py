@@ -607,6 +607,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
     score_every_eval = bool(test_split.metadata.provenance.get("builder")) and (n_test <= 100_000
                                                                                or scores_every_eval(dataset))
     score_state: dict = {}   # kept across the run's evaluations (e.g. ARC's vote accumulation)
+    if cfg.get("accumulate_votes") is not None:  # overrides the dataset's choice (TRM's evaluator: on)
+        score_state["accumulate_votes"] = bool(cfg["accumulate_votes"])
     eval_count = [0]
 
     last_eval: dict[str, Any] = {}   # the final evaluation, for the summary at the end

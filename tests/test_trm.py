@@ -313,3 +313,28 @@ def test_several_datasets_train_as_one_with_identifiers_offset(tmp_path):
     assert ck["config"]["data_paths"] == [str(a), str(b)]
     assert ck["model"]["model.inner.puzzle_emb.weights"].shape[0] == len(m.identifiers)
     assert ck["step"] == 8 // 4 + 6 // 4  # each set's batches in turn, last partial batch of each dropped
+
+
+def test_accumulate_votes_key_overrides_the_datasets_choice(tmp_path):
+    """TRM's evaluator aggregates votes over a run's evaluations; the trainer key turns it on or off."""
+    import numpy as np
+    from hrm_builders.arc import ARC
+    from hrm_data.builder import build
+    from hrm_data.format import Dataset
+    from test_arc import task, write_dir
+    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": {"b": task(3)}})
+    b = ARC()
+    build(b, tmp_path / "d", {"source": f"dir:{root}", "num_aug": 2}, progress=False)  # built without accumulation
+    ds = Dataset(tmp_path / "d")
+    y = np.asarray(ds.test.set("all").labels).copy()
+    wrong = np.zeros(ds.test.metadata.seq_len, np.uint8)
+    wrong[:2] = [2, 1]
+    bad = np.stack([wrong] * len(y))
+    for flag, want in ((True, 1.0), (False, 0.0), (None, 0.0)):
+        state = {} if flag is None else {"accumulate_votes": flag}
+        b.score(ds, "test", y, evaluation=0, state=state)
+        assert b.score(ds, "test", bad, evaluation=1, state=state)["pass@1"] == want, flag
+    cfg, _ = resolve({}, {"preset": "trm-arc"}, gpu_available=True)
+    assert cfg["accumulate_votes"] is True
+    with pytest.raises(ConfigError):
+        resolve({}, parse_overrides(["accumulate_votes=3"]), gpu_available=True)
