@@ -63,7 +63,8 @@ def arch_kind(name: Any) -> str:
         return "hrm_v1"
     if text.endswith("TinyRecursiveReasoningModel_ACTV1"):
         return "trm"
-    raise ConfigError(f"arch.name={name!r}: unknown architecture; choose hrm_v1 or trm")
+    shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+    raise ConfigError(f"arch.name={shown}: unknown architecture; choose hrm_v1 or trm")
 
 
 DEFAULTS: dict[str, Any] = {
@@ -388,7 +389,7 @@ def validate_values(flat: dict[str, Any]) -> None:
     else:
         for k, neutral in TRM_ONLY_ARCH.items():
             if flat[f"arch.{k}"] not in (neutral, None):
-                raise ConfigError(f"arch.{k}={flat[f'arch.{k}']!r} is a Tiny Recursive Models key: "
+                raise ConfigError(f"arch.{k}={show(flat[f'arch.{k}'])} is a Tiny Recursive Models key: "
                                   "add arch.name=trm (or pick a trm-* preset)")
         if flat["arch.pos_encodings"] == "none":
             raise ConfigError("arch.pos_encodings=none is for arch.name=trm; HRM takes rope or learned")
