@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 from torch import nn
 
 from hrm_model.layers import Attention, CosSin, SwiGLU, rms_norm
-from hrm_model.model import HierarchicalReasoningModel_ACTV1, HierarchicalReasoningModel_ACTV1InnerCarry, RecurrentInner
+from hrm_model.model import (HierarchicalReasoningModel_ACTV1, HierarchicalReasoningModel_ACTV1InnerCarry,
+                             HierarchicalReasoningModel_ACTV1ReasoningModule, RecurrentInner)
 
 
 @dataclass
@@ -113,16 +114,8 @@ class TinyRecursiveReasoningModel_ACTV1Block(nn.Module):
         return rms_norm(hidden_states + self.mlp(hidden_states), self.norm_eps)
 
 
-class TinyRecursiveReasoningModel_ACTV1ReasoningModule(nn.Module):
-    def __init__(self, layers: List[TinyRecursiveReasoningModel_ACTV1Block]):
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, hidden_states: torch.Tensor, input_injection: torch.Tensor, cos_sin: Optional[CosSin] = None):
-        hidden_states = hidden_states + input_injection
-        for layer in self.layers:
-            hidden_states = layer(cos_sin=cos_sin, hidden_states=hidden_states)
-        return hidden_states
+# The same stack of blocks applied to (state + injected input) as HRM's levels.
+TinyRecursiveReasoningModel_ACTV1ReasoningModule = HierarchicalReasoningModel_ACTV1ReasoningModule
 
 
 class TinyRecursiveReasoningModel_ACTV1_Inner(RecurrentInner):
