@@ -295,29 +295,19 @@ def test_kill_9_at_random_points_of_a_build(tmp_path, existing):
 
 # ----------------------------------------------------------------------------- disk full (tmpfs)
 
-def test_disk_full_on_a_real_tmpfs_leaves_no_temp(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a 2 MiB tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        with pytest.raises(OSError) as exc:
-            with DatasetWriter(mnt / "ds", vocab_size=300, seq_len=1024) as w:
-                with w.split("train") as s:
-                    for g in range(2000):  # 2000 x 1024 x uint16 = 4 MiB > 2 MiB
-                        x = np.full((1, 1024), g % 300)
-                        s.add_group([Puzzle("p", x, x)])
-        assert exc.value.errno == 28  # ENOSPC
-        assert os.listdir(mnt) == []  # the temp folder is gone: the disk is free again
-        # and the CLI says so in one line, exit 2
-        res = invoke(["build", "city-logistics", "--size", "30", "--train-scenarios", "400", "-q",
-                      "--out", mnt / "city"], timeout=120)
-        assert_clean_exit(res, (2,))
-        assert "space" in res.output
-        assert os.listdir(mnt) == []
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)  # busy: detach lazily
+def test_disk_full_on_a_real_tmpfs_leaves_no_temp(small_tmpfs):
+    mnt = small_tmpfs("2m")
+    with pytest.raises(OSError) as exc:
+        with DatasetWriter(mnt / "ds", vocab_size=300, seq_len=1024) as w:
+            with w.split("train") as s:
+                for g in range(2000):  # 2000 x 1024 x uint16 = 4 MiB > 2 MiB
+                    x = np.full((1, 1024), g % 300)
+                    s.add_group([Puzzle("p", x, x)])
+    assert exc.value.errno == 28  # ENOSPC
+    assert os.listdir(mnt) == []  # the temp folder is gone: the disk is free again
+    # and the CLI says so in one line, exit 2
+    res = invoke(["build", "city-logistics", "--size", "30", "--train-scenarios", "400", "-q",
+                  "--out", mnt / "city"], timeout=120)
+    assert_clean_exit(res, (2,))
+    assert "space" in res.output
+    assert os.listdir(mnt) == []

@@ -129,30 +129,21 @@ def test_kill_9_at_random_points_of_training_checkpointing_and_resume(tmp_path):
     assert set(after) == set(before)
 
 
-def test_disk_full_on_a_real_tmpfs(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root; the injected-ENOSPC tests cover the same paths")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode})")
-    try:
-        ds = make_dataset(tmp_path / "ds")
-        res = CliRunner().invoke(main, [str(ds), *TINY, "epochs=6", "eval_interval=1", "global_batch_size=16",
-                                        f"runs_dir={mnt}", "run_name=full", "keep_last=0"], catch_exceptions=False)
-        assert res.exit_code == 1, res.output
-        lines = [l for l in res.stderr.splitlines() if l.strip()]
-        assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in res.output
-        run = mnt / "full"
-        assert not [q for q in run.rglob("*") if ".tmp" in q.name]  # the temp file went with the error
-        found = ckpt.list_checkpoints(run)
-        assert found, "the checkpoints that fit are kept"
-        for _, path in found:
-            ckpt.check_full_checkpoint(ckpt.load(path))  # every checkpoint left is whole
-        # resuming on the still-full disk: one line again, nothing lost
-        res = CliRunner().invoke(main, ["--resume", str(run)], catch_exceptions=False)
-        assert res.exit_code == 1 and "No space left" in res.stderr and "Traceback" not in res.output
-        assert ckpt.list_checkpoints(run) == found
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+def test_disk_full_on_a_real_tmpfs(small_tmpfs, tmp_path):
+    mnt = small_tmpfs("900k")
+    ds = make_dataset(tmp_path / "ds")
+    res = CliRunner().invoke(main, [str(ds), *TINY, "epochs=6", "eval_interval=1", "global_batch_size=16",
+                                    f"runs_dir={mnt}", "run_name=full", "keep_last=0"], catch_exceptions=False)
+    assert res.exit_code == 1, res.output
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in res.output
+    run = mnt / "full"
+    assert not [q for q in run.rglob("*") if ".tmp" in q.name]  # the temp file went with the error
+    found = ckpt.list_checkpoints(run)
+    assert found, "the checkpoints that fit are kept"
+    for _, path in found:
+        ckpt.check_full_checkpoint(ckpt.load(path))  # every checkpoint left is whole
+    # resuming on the still-full disk: one line again, nothing lost
+    res = CliRunner().invoke(main, ["--resume", str(run)], catch_exceptions=False)
+    assert res.exit_code == 1 and "No space left" in res.stderr and "Traceback" not in res.output
+    assert ckpt.list_checkpoints(run) == found
