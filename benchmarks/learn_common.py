@@ -3,23 +3,29 @@ epochs into a wall-clock budget, train with hrm-train, print the test curve."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+# the commands of the Python running this script (its venv), whatever PATH says
+BIN = Path(sys.executable).parent
+HRM_DATA, HRM_TRAIN = str(BIN / "hrm-data"), str(BIN / "hrm-train")
+
 
 def train_with_budget(data: Path, out: Path, common: list[str], *, batch: int, minutes: float, evals: int,
-                      sec_per_step: float | None = None, describe: str = "") -> None:
-    """``common``: hrm-train arguments (dataset path first). Probes the step time unless given,
-    trains for as many epochs as fit in ``minutes`` (about 8% kept for evaluation) and prints
-    exact accuracy, accuracy, q_halt accuracy, loss and the builder's task metrics per eval."""
+                      sec_per_step: float | None = None, describe: str = "", probe_epochs: int = 2) -> None:
+    """``common``: hrm-train arguments (dataset path first). Probes the step time over
+    ``probe_epochs`` unless given, trains for as many epochs as fit in ``minutes`` (about 8% kept for
+    evaluation; fewer evaluations rather than past the budget) and prints exact accuracy, accuracy,
+    q_halt accuracy, loss and the builder's task metrics per eval."""
     n_groups = json.loads((data / "train" / "dataset.json").read_text())["total_groups"]
     steps_per_epoch = n_groups / batch
     sps = sec_per_step
-    if sps is None:  # probe: 2 epochs, time per step from its metrics
-        probe = subprocess.run(["hrm-train", *common, "epochs=2", "run_name=probe", "log_every=1",
+    if sps is None:  # probe: time per step from its metrics
+        probe = subprocess.run([HRM_TRAIN, *common, f"epochs={probe_epochs}", "run_name=probe", "log_every=1",
                                 "checkpoint_every_eval=false"], capture_output=True, text=True)
         if probe.returncode != 0:
             sys.exit(probe.stderr[-3000:])
@@ -27,13 +33,14 @@ def train_with_budget(data: Path, out: Path, common: list[str], *, batch: int, m
         t = [l for l in lines if l["type"] == "train"]
         sps = (t[-1]["time"] - t[1]["time"]) / max(1, t[-1]["step"] - t[1]["step"])
         shutil.rmtree(out / "runs" / "probe")
-    epochs = max(evals, int(minutes * 60 / (sps * steps_per_epoch * 1.08)))  # ~8% for evaluation
+    epochs = max(1, int(minutes * 60 / (sps * steps_per_epoch * 1.08)))  # ~8% for evaluation
+    evals = min(evals, epochs)  # never past the budget
     epochs -= epochs % evals
     warmup = f"lr_warmup_examples={2 * n_groups}"
-    print(f"data: {n_groups} train groups{describe}; {sps:.3f} s/step measured; "
+    print(f"load {os.getloadavg()[0]:.1f}; data: {n_groups} train groups{describe}; {sps:.3f} s/step measured; "
           f"{epochs} epochs, eval every {epochs // evals}", flush=True)
     run_name = f"learn-{time.strftime('%H%M%S')}"
-    cmd = ["hrm-train", *common, f"epochs={epochs}", f"eval_interval={epochs // evals}", warmup,
+    cmd = [HRM_TRAIN, *common, f"epochs={epochs}", f"eval_interval={epochs // evals}", warmup,
            f"run_name={run_name}"]
     print(" ".join(cmd), flush=True)
     t0 = time.time()
@@ -41,9 +48,10 @@ def train_with_budget(data: Path, out: Path, common: list[str], *, batch: int, m
     if r.returncode != 0:
         sys.exit(r.stderr[-3000:])
     lines = [json.loads(l) for l in (out / "runs" / run_name / "metrics.jsonl").read_text().splitlines()]
-    print(f"trained in {(time.time() - t0) / 60:.1f} min\n\n  step  epoch  exact_acc  accuracy  q_halt_acc  lm_loss  task")
+    print(f"trained in {(time.time() - t0) / 60:.1f} min (load {os.getloadavg()[0]:.1f})\n\n  step  epoch  exact_acc  accuracy  q_halt_acc  lm_loss  task")
     for l in lines:
         if l["type"] == "eval":
-            task = " ".join(f"{k}={v:.3f}" for k, v in l.get("task", {}).items() if k != "examples")
+            task = " ".join(f"{k}={'n/a' if v is None else format(v, '.3f')}"
+                            for k, v in l.get("task", {}).items() if k != "examples")
             print(f"{l['step']:6d} {l['epoch']:6d} {l['exact_accuracy']:10.3f} {l['accuracy']:9.3f} "
                   f"{l['q_halt_accuracy']:10.3f} {l['lm_loss']:8.4f}  {task}")

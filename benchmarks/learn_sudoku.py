@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from learn_common import train_with_budget
+from learn_common import HRM_DATA, train_with_budget
 
 MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
          "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0",
@@ -41,7 +41,7 @@ def main() -> None:
     data = out / "data"
     if data.exists():
         shutil.rmtree(data)
-    subprocess.run(["hrm-data", "build", "sudoku", "--generate", "--size", "4", "--count", str(a.count),
+    subprocess.run([HRM_DATA, "build", "sudoku", "--generate", "--size", "4", "--count", str(a.count),
                     "--test-count", str(a.test_count), "--num-aug", str(a.num_aug), "--out", str(data), "-q"],
                    check=True)
     common = [str(data), *MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",

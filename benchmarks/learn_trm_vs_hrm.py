@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learn_common import train_with_budget  # noqa: E402
+from learn_common import HRM_DATA, train_with_budget  # noqa: E402
 
 
 def main() -> None:
@@ -38,12 +38,10 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.out)
     data = out / "data"
-    bindir = Path(sys.executable).parent
-    os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"  # learn_common calls hrm-train
     if a.one:
         return train_one(a, a.one, data, out / a.one)
     shutil.rmtree(out, ignore_errors=True)
-    subprocess.run([str(bindir / "hrm-data"), "build", "maze", "--out", str(data), "--size", str(a.size),
+    subprocess.run([HRM_DATA, "build", "maze", "--out", str(data), "--size", str(a.size),
                     "--count", str(a.count), "--test-count", str(a.test_count), "--unique-path", "--aug",
                     "--seed", str(a.seed), "-q"], check=True)
     args = [sys.executable, __file__, *sys.argv[1:]]
