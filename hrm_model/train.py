@@ -247,10 +247,8 @@ class EMA:
     def update(self, module) -> None:
         live = self._live(module)
         shadow = [self.tensors[n] for n in self.names]
-        new = torch._foreach_mul([live[n].float() for n in self.names], 1.0 - self.rate)
-        torch._foreach_add_(new, torch._foreach_mul(shadow, self.rate))
-        for n, t in zip(self.names, new):
-            self.tensors[n] = t
+        torch._foreach_mul_(shadow, self.rate)  # in place; a + b == b + a exactly, so still TRM's bits
+        torch._foreach_add_(shadow, torch._foreach_mul([live[n].float() for n in self.names], 1.0 - self.rate))
 
     @torch.no_grad()
     def swap(self, module) -> None:
