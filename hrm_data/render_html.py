@@ -56,7 +56,7 @@ def collect(ds, predictions=None, limit: int = DEFAULT_LIMIT, seed: int = 0) -> 
                 n = sp.set(set_name).num_examples
             parts.append((split, set_name, n))
     if not parts and predictions is None:
-        raise ValueError(f"{ds.path}: not an HRM dataset (no train/dataset.json or test/dataset.json)")
+        raise ValueError("not an HRM dataset (no train/dataset.json or test/dataset.json)")
     if not parts:
         raise ValueError("nothing to show: the predictions cover no set of this dataset's test split")
     quotas = _quota([n for _, _, n in parts], limit)
