@@ -235,49 +235,68 @@ def scan_ratings(path: str | Path, n: int) -> tuple[np.ndarray, np.ndarray | Non
     return np.concatenate(rs), np.concatenate(qp)
 
 
-def line_index(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Where every line starts, in 4 bytes per line: (chunk byte offsets (K,), first line of
-    each chunk (K+1,), line-start offsets within their chunk (L,) uint32, file size). Line 0 is
-    the header; data row r is line r + 1. One pass over the file."""
-    path = _csv_path(path)
-    bases, firsts, parts = [0], [0, 1], [np.zeros(1, np.uint32)]
-    offset = 0
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(CSV_CHUNK_BYTES)
-            if not block:
-                break
-            nl = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
-            bases.append(offset)
-            offset += len(block)
-            parts.append((nl + 1).astype(np.uint32))      # a line starts after each newline
-            firsts.append(firsts[-1] + nl.size)
-    local = np.concatenate(parts)
-    bases_a, firsts_a = np.asarray(bases, np.int64), np.asarray(firsts, np.int64)
-    # the file's end is not a line start: drop it (it is the last entry when the file ends in a newline)
-    if local.size > 1 and _line_start(bases_a, firsts_a, local, local.size - 1) >= offset:
-        local = local[:-1]
-    return bases_a, firsts_a, local, offset
+class LineIndex:
+    """Where the lines of a file start, from one pass that counts newlines per 64 KiB block (8
+    bytes per block, not per line: a 4-million-line CSV is indexed in a few kilobytes); the
+    exact offset of a line is found on request by reading its block again. Line 0 is the
+    header; data row r is line r + 1."""
 
+    BLOCK = 1 << 16
 
-def _line_start(bases: np.ndarray, firsts: np.ndarray, local: np.ndarray, line) -> np.ndarray:
-    chunk = np.searchsorted(firsts, line, side="right") - 1
-    return bases[chunk] + local[line]
+    def __init__(self, path: str | Path):
+        self.path = _csv_path(path)
+        counts, size = [], 0
+        buf = bytearray(64 * self.BLOCK)
+        with open(self.path, "rb") as f:
+            while True:
+                got = f.readinto(buf)
+                if not got:
+                    break
+                counts += [buf.count(b"\n", a, min(a + self.BLOCK, got)) for a in range(0, got, self.BLOCK)]
+                size += got
+        self.size = size
+        self.cum = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        newlines = int(self.cum[-1])
+        # a line starts at 0 and after every newline but one that ends the file
+        ends_in_newline = size > 0 and self._block(len(self.cum) - 2)[-1:] == b"\n"
+        self.lines = 0 if size == 0 else 1 + newlines - int(ends_in_newline)
+
+    def _block(self, j: int) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(j * self.BLOCK)
+            return f.read(self.BLOCK)
+
+    def starts(self, lines: np.ndarray) -> np.ndarray:
+        """Byte offset where each line starts (``self.size`` for the line after the last)."""
+        lines = np.asarray(lines, np.int64)
+        out = np.where(lines >= self.lines, self.size, 0).astype(np.int64)
+        want = np.flatnonzero((lines > 0) & (lines < self.lines))
+        block = np.searchsorted(self.cum, lines[want], side="left") - 1   # holds newline number `line`
+        with open(self.path, "rb") as f:
+            for j in np.unique(block).tolist():
+                f.seek(j * self.BLOCK)
+                nl = np.flatnonzero(np.frombuffer(f.read(self.BLOCK), np.uint8) == 10)
+                mine = want[block == j]
+                out[mine] = j * self.BLOCK + nl[lines[mine] - self.cum[j] - 1] + 1
+        return out
 
 
 def count_rows(path: str | Path) -> int:
     """Data rows (lines after the header) of a CSV."""
-    return max(0, len(line_index(path)[2]) - 1)
+    return max(0, LineIndex(path).lines - 1)
 
 
-def read_lines_at(path: str | Path, n: int, rows: np.ndarray, index: tuple | None = None
+def read_lines_at(path: str | Path, n: int, rows: np.ndarray, index: LineIndex | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Questions, answers and ratings of the given data rows only, each line read at its offset
     and parsed by the csv module exactly as HRM's reader does (errors name the line)."""
     path = _csv_path(path)
-    bases, firsts, local, size = index if index is not None else line_index(path)
+    index = index if index is not None else LineIndex(path)
     C = n * n
     rows = np.asarray(rows, np.int64)
+    if rows.size and int(rows.max()) + 1 >= index.lines:
+        raise CSVError(f"{path}: has no data row {int(rows.max()) + 2} (the file changed while it was read?)")
+    los, his = index.starts(rows + 1), index.starts(rows + 2)
     q = np.empty((rows.size, C), np.uint8)
     a = np.empty((rows.size, C), np.uint8)
     r = np.empty(rows.size, np.int64)
@@ -285,10 +304,7 @@ def read_lines_at(path: str | Path, n: int, rows: np.ndarray, index: tuple | Non
     with open(path, "rb") as f:
         for j in np.argsort(rows, kind="stable"):
             line = int(rows[j]) + 1
-            if line >= len(local):
-                raise CSVError(f"{path}: has no data row {line} (the file changed while it was read?)")
-            lo = int(_line_start(bases, firsts, local, line))
-            hi = int(_line_start(bases, firsts, local, line + 1)) if line + 1 < len(local) else size
+            lo, hi = int(los[j]), int(his[j])
             f.seek(lo)
             text = f.read(hi - lo).decode("utf-8", errors="replace")
             rec = next(csv.reader([text.rstrip("\r\n")]), [])
@@ -396,8 +412,8 @@ def augment_groups(q: np.ndarray, a: np.ndarray, num_aug: int, rng: np.random.Ge
     if num_aug:
         cell_map, digit_map = ss.random_symmetries(rng, B * num_aug, n)
         src = np.repeat(np.arange(B), num_aug)
-        xq[:, 1:] = ss.apply_symmetries(q, cell_map, digit_map, offset=1, source=src).reshape(B, num_aug, C)
-        xa[:, 1:] = ss.apply_symmetries(a, cell_map, digit_map, offset=1, source=src).reshape(B, num_aug, C)
+        mq, ma = ss.apply_symmetries_many((q, a), cell_map, digit_map, offset=1, source=src)
+        xq[:, 1:], xa[:, 1:] = mq.reshape(B, num_aug, C), ma.reshape(B, num_aug, C)
     return xq.reshape(B * k, C), xa.reshape(B * k, C), np.tile(np.arange(k), B)
 
 
@@ -557,8 +573,8 @@ class Sudoku(Builder):
         over the rows passing --min-difficulty, seeded here, in the chosen order); then only
         those lines are read and checked."""
         n, md = o["size"], o["min_difficulty"]
-        index = line_index(path)
-        total = max(0, len(index[2]) - 1)
+        index = LineIndex(path)
+        total = max(0, index.lines - 1)
         stats["rows_read"] += total
         if md > 0:
             ratings, _ = scan_ratings(path, n)

@@ -20,6 +20,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -338,21 +339,41 @@ def random_symmetries(rng: np.random.Generator, count: int, n: int) -> tuple[np.
 def apply_symmetries(grids: np.ndarray, cell_map: np.ndarray, digit_map: np.ndarray, offset: int = 0,
                      source: np.ndarray | None = None) -> np.ndarray:
     """out[m] = digit_map[m][grids[source[m]][cell_map[m]]] (source defaults to m), values
-    ``offset`` + 0..n (offset 1 for HRM tokens, where 0 is PAD and stays PAD). Compiled with
-    numba when installed (at a million rows that saves more than importing numba costs), else
-    two numpy gathers; the same bytes either way."""
-    g = np.ascontiguousarray(grids)
-    C = g.shape[1]
+    ``offset`` + 0..n (offset 1 for HRM tokens, where 0 is PAD and stays PAD). numpy gathers in
+    cache-sized blocks, or the numba kernel when the solver has loaded numba; the same bytes."""
+    return apply_symmetries_many((grids,), cell_map, digit_map, offset, source)[0]
+
+
+_BLOCK_ROWS = 2048   # rows per numpy gather: the index block (2048 x 81 x 8 bytes) stays in L2
+
+
+def apply_symmetries_many(grids: Sequence[np.ndarray], cell_map: np.ndarray, digit_map: np.ndarray,
+                          offset: int = 0, source: np.ndarray | None = None) -> list[np.ndarray]:
+    """apply_symmetries for several grid arrays under the same transforms (a puzzle and its
+    solution), computing each block's indices once."""
+    gs = [np.ascontiguousarray(g) for g in grids]
+    C = gs[0].shape[1]
     M = cell_map.shape[0]
-    src = np.arange(M, dtype=np.int64) if source is None else np.asarray(source, np.int64)
-    if backend() == "numba":
-        out = np.empty((M, C), g.dtype)
-        _apply(g, src, cell_map, digit_map, offset, out)
-        return out
-    moved = g[src[:, None], cell_map]
-    lut = np.zeros((M, digit_map.shape[1] + offset), g.dtype)
-    lut[:, offset:] = digit_map + offset
-    return np.take_along_axis(lut, moved.astype(np.intp), axis=1)
+    src = np.arange(M, dtype=np.intp) if source is None else np.asarray(source, np.intp)
+    outs = [np.empty((M, C), g.dtype) for g in gs]
+    if BACKEND == "numba":   # compiled already (the generator's solver); never imported for this alone:
+        for g, out in zip(gs, outs):   # the blocked numpy gathers cost less than importing numba
+            _apply(g, src, cell_map, digit_map, offset, out)
+        return outs
+    W = digit_map.shape[1] + offset          # one lookup row per transform: value v -> lut[m, v]
+    luts = []
+    for g in gs:
+        lut = np.zeros((M, W), g.dtype)
+        lut[:, offset:] = digit_map + offset
+        luts.append(lut.ravel())
+    flats = [g.ravel() for g in gs]
+    row_base = np.arange(_BLOCK_ROWS, dtype=np.intp)[:, None] * W
+    for a in range(0, M, _BLOCK_ROWS):
+        b = min(M, a + _BLOCK_ROWS)
+        cells = (src[a:b] * C)[:, None] + cell_map[a:b]        # flat index of each moved cell
+        for flat, lut, out in zip(flats, luts, outs):
+            np.take(lut[a * W:b * W], row_base[:b - a] + flat.take(cells), out=out[a:b])
+    return outs
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

@@ -161,7 +161,7 @@ def test_augment_groups_first_copy_unchanged_and_others_valid():
 
 
 def test_apply_numpy_path_equals_numba_path_when_installed():
-    code = ("import numpy as np\nfrom hrm_builders import sudoku_solver as ss\n"
+    code = ("import numpy as np\nfrom hrm_builders import sudoku_solver as ss\nss.backend()\n"
             "rng=np.random.default_rng(5)\ncm,dm=ss.random_symmetries(rng,500,9)\n"
             "g=rng.integers(0,10,(7,81)).astype(np.uint8)\nsrc=rng.integers(0,7,500)\n"
             "out=ss.apply_symmetries(g,cm,dm,1,source=src)\n"
@@ -472,3 +472,22 @@ def test_info_draws_readably(small_ds):
     assert "grid 6x6" in text and "blank" in text
     grid = text.split("label:\n")[1].split("\n")[:6]
     assert all(len(row.split()) == 6 for row in grid)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 16])
+def test_line_index_finds_every_line_start(tmp_path, monkeypatch, block):
+    """The subsample's index counts newlines per block and re-reads blocks for the chosen lines:
+    its offsets must be the line starts a plain split gives, for any block size and file end."""
+    monkeypatch.setattr(S.LineIndex, "BLOCK", block)
+    rng = np.random.default_rng(block)
+    texts = [b"", b"\n", b"\n\n", b"a", b"a\n", b"h\r\nx,y\r\n", b"h\nrow1\nrow2"]
+    texts += [rng.choice(np.frombuffer(b"ab,\n", np.uint8), int(m), p=[.4, .4, .1, .1]).tobytes()
+              for m in rng.integers(1, 3000, 12)]
+    for i, text in enumerate(texts):
+        p = tmp_path / f"f{i}.csv"
+        p.write_bytes(text)
+        want = [0] + [j + 1 for j, c in enumerate(text) if c == 10 and j + 1 < len(text)] if text else []
+        li = S.LineIndex(p)
+        assert li.lines == len(want), text
+        assert li.starts(np.arange(len(want) + 1)).tolist() == want + [len(text)], text
+        assert S.count_rows(p) == max(0, len(want) - 1)
