@@ -355,6 +355,8 @@ def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_bytes: int = 1 << 25)
     chunks = [slice(s, s + step) for s in range(0, arr.shape[0], step)]
     if arr.dtype.kind in "iub" and arr.size == 0:  # zero-width rows: no values to size a dtype by
         dt = np.dtype(np.uint8)
+    elif arr.dtype == np.uint8:   # every value fits, so no pass for the range (token arrays: the bulk)
+        dt = np.dtype(np.uint8)
     elif arr.dtype.kind in "iub":
         lo, hi = None, None
         for c in chunks:
@@ -367,7 +369,7 @@ def _hash_array(h: "hashlib._Hash", arr: np.ndarray, chunk_bytes: int = 1 << 25)
         dt = arr.dtype.newbyteorder("<")
     h.update(dt.str.encode())
     for c in chunks:
-        h.update(np.ascontiguousarray(arr[c], dtype=dt).tobytes())
+        h.update(np.ascontiguousarray(arr[c], dtype=dt))   # a view when no conversion is needed: no copy
         _drop_pages(mapped)
 
 
@@ -785,8 +787,13 @@ class SplitWriter:
     def _open_parquet(self, schema) -> None:
         import pyarrow.parquet as pq
         # a file object, not a path: pyarrow cannot open non-UTF-8 paths
+        import pyarrow as pa
         self._parquet_file = open(self.dir / SIDE_TABLE, "wb")
-        self._parquet = pq.ParquetWriter(self._parquet_file, schema)
+        # Dictionary encoding only where values repeat as text (task names, keys): on numeric
+        # columns it made Sudoku's million-row table 10x slower to write, and larger.
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                or pa.types.is_binary(f.type)]
+        self._parquet = pq.ParquetWriter(self._parquet_file, schema, use_dictionary=text)
 
     def _check_range(self, ident: str, x: np.ndarray, y: np.ndarray) -> None:
         V, ign = self.parent.vocab_size, self.parent.ignore_label_id
