@@ -6,10 +6,10 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 # The demo (README, "The demo"): 5 x 5 city maps whose start and end are at least 6 moves apart, where
-# the naive fewest-cells route is wrong about half the time; 5600 training scenarios x 4 vehicles.
+# the naive fewest-cells route is wrong about half the time; 19200 training scenarios x 3 vehicles.
 # The trainer's settings are in configs/demo-city.yaml; benchmarks/learn_city.py reproduces the curve.
 DEMO_DATA ?= data/city-demo
-DEMO_BUILD := --size 5 --min-distance 6 --train-scenarios 5600 --test-scenarios 100
+DEMO_BUILD := --size 5 --min-distance 6 --vehicles car,van,truck --train-scenarios 19200 --test-scenarios 200
 # `plan` is shown on the user's document's counts (240 x 4 train, 100 x 4 test, here on a 10 x 10 map):
 # 75 steps per iteration, 750 in total.
 PLAN_DATA ?= data/city10
