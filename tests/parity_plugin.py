@@ -1,4 +1,4 @@
-"""The builder from docs/plugins.md, registered in tests as a third-party plugin."""
+"""A small third-party builder plugin (like docs/plugins.md's, with the running-parity task) for the CLI tests."""
 import numpy as np
 
 from hrm_data.builder import Builder, Group, Info, Option, Puzzle

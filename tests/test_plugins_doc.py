@@ -36,10 +36,14 @@ def test_plugin_package_in_the_doc_is_complete_and_builds_a_valid_dataset(tmp_pa
     out = build(builder, tmp_path / "parity", {"train_groups": 50, "test_groups": 10}, progress=False)
     report = validate(out)
     assert report.valid, report.format_text()
+    # at 10,000 strings of 16 bits, independent draws per split would share about 15 with test (E602)
+    out = build(builder, tmp_path / "parity-10k", {"train_groups": 10000, "test_groups": 100}, progress=False)
+    report = validate(out)
+    assert report.valid, report.format_text()
 
 
 def test_the_docs_training_command_uses_real_keys():
-    (cmd,) = [b for b in _blocks("sh") if b.lstrip().startswith("hrm-train data/parity")]
+    (cmd,) = [b for b in _blocks("sh") if b.lstrip().startswith("hrm-train data/bitsort")]
     words = shlex.split(cmd.replace("\\\n", " "))
     flat = parse_overrides([w for w in words if "=" in w])
     assert flat["arch.halt_max_steps"] == 1 and flat["epochs"] % flat["eval_interval"] == 0
