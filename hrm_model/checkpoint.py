@@ -8,7 +8,9 @@ A checkpoint (``runs/NAME/checkpoints/step_00000123.pt``) is one ``torch.save`` 
 * ``step``, ``sampler`` (:class:`hrm_data.sampler.SamplerState` as a dict: the next batch),
   ``rng`` (torch CPU / CUDA generator states), ``carry`` (the ACT carry: rows persist across
   batches, so exact resumption needs it), ``ema`` (EMA weights or None), ``config``,
-  ``fingerprint`` (dataset content hash), ``plan`` and ``format_version``.
+  ``fingerprint`` (dataset content hash), ``plan``, ``score_state`` (the builder's task-score
+  state across evaluations, e.g. ARC's accumulated votes, via :func:`pack_score_state`) and
+  ``format_version``.
 
 Files are written to a temporary file in the same folder and renamed into place, so a kill
 leaves either the previous checkpoint or the new one, never half of one.
@@ -203,6 +205,7 @@ def check_full_checkpoint(obj: Any) -> dict:
     need(isinstance(obj.get("config"), dict) and isinstance(obj["config"].get("arch"), dict),
          "'config' is not a configuration mapping")
     need(obj.get("ema") is None or _is_state_dict(obj["ema"]), "'ema' is not a dict of tensors")
+    need(obj.get("score_state") is None or isinstance(obj["score_state"], dict), "'score_state' is not a mapping")
     need(obj.get("fingerprint") is None or isinstance(obj["fingerprint"], str), "'fingerprint' is not text")
     need(obj.get("data_path") is None or isinstance(obj["data_path"], str), "'data_path' is not text")
     need(is_int(obj.get("world_size", 1)) and obj.get("world_size", 1) == len(ranks),
@@ -314,3 +317,87 @@ def export_weights(obj: Any, out: str | os.PathLike, *, compiled_prefix: bool = 
     prefix = "_orig_mod." if compiled_prefix else ""
     out_sd = OrderedDict((prefix + k, v.detach().cpu()) for k, v in sd.items())
     return atomic_save(out_sd, out)
+
+
+# ----------------------------------------------------------------------------- builder score state
+
+_PACKED = "__packed_table__"
+
+
+def _table_keys(d: dict) -> list | None:
+    """The keys of a dict worth packing as columns: tuples of ints of one length (or ints)."""
+    ks = list(d)
+    if not ks:
+        return None
+    if all(isinstance(k, int) and not isinstance(k, bool) for k in ks):
+        return [(k,) for k in ks]
+    if all(isinstance(k, tuple) and k and all(isinstance(i, int) and not isinstance(i, bool) for i in k) for k in ks) \
+            and len({len(k) for k in ks}) == 1:
+        return ks
+    return None
+
+
+def _int_column(values: list) -> torch.Tensor:
+    """Python ints (any sign, up to 64 bits) as int64, with unsigned 64-bit values bit-cast."""
+    import numpy as np
+    a = np.array([v & 0xFFFFFFFFFFFFFFFF for v in values], np.uint64).view(np.int64)
+    return torch.from_numpy(a.copy())
+
+
+def _ints_back(t: torch.Tensor, signed: bool) -> list:
+    import numpy as np
+    a = t.numpy()
+    return a.tolist() if signed else a.view(np.uint64).tolist()
+
+
+def pack_score_state(obj: Any) -> Any:
+    """A builder's score state (e.g. ARC's votes across evaluations) in the weights-only types a
+    checkpoint may hold: numpy arrays become tensors, and a dict keyed by int tuples whose values
+    are all numpy arrays of one shape, or all number lists of one length, becomes one column per
+    position (a million entries stay a few tensors, not a million objects)."""
+    import numpy as np
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj).copy()), "dtype": obj.dtype.str}
+    if isinstance(obj, (list, tuple)):
+        out = [pack_score_state(v) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    if not isinstance(obj, dict):
+        return obj
+    keys = _table_keys(obj)
+    vals = list(obj.values())
+    if keys is not None:
+        key_cols = [list(c) for c in zip(*keys)]
+        packed = {_PACKED: True, "int_keys": not isinstance(next(iter(obj)), tuple),
+                  "keys": [_int_column(c) for c in key_cols], "keys_signed": [min(c) < 0 for c in key_cols]}
+        if all(isinstance(v, np.ndarray) for v in vals) and len({(v.shape, v.dtype.str) for v in vals}) == 1:
+            packed["values"] = pack_score_state(np.stack(vals))
+            return packed
+        if all(isinstance(v, list) for v in vals) and len({len(v) for v in vals}) == 1 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for v in vals for x in v):
+            cols = [list(c) for c in zip(*vals)]
+            packed["columns"] = [torch.tensor(c, dtype=torch.float64) if any(isinstance(x, float) for x in c)
+                                 else _int_column(c) for c in cols]
+            packed["columns_signed"] = [all(isinstance(x, float) for x in c) or min(c) < 0 for c in cols]
+            return packed
+    return {k: pack_score_state(v) for k, v in obj.items()}
+
+
+def unpack_score_state(obj: Any) -> Any:
+    """Inverse of pack_score_state."""
+    import numpy as np
+    if isinstance(obj, (list, tuple)):
+        out = [unpack_score_state(v) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    if not isinstance(obj, dict):
+        return obj
+    if "__ndarray__" in obj:
+        return obj["__ndarray__"].numpy().astype(np.dtype(obj["dtype"]), copy=False)
+    if not obj.get(_PACKED):
+        return {k: unpack_score_state(v) for k, v in obj.items()}
+    cols = [_ints_back(t, s) for t, s in zip(obj["keys"], obj["keys_signed"])]
+    keys = cols[0] if obj["int_keys"] else list(zip(*cols))
+    if "values" in obj:
+        return dict(zip(keys, unpack_score_state(obj["values"])))
+    vcols = [t.tolist() if t.dtype == torch.float64 else _ints_back(t, s)
+             for t, s in zip(obj["columns"], obj["columns_signed"])]
+    return {k: list(v) for k, v in zip(keys, zip(*vcols))}

@@ -582,6 +582,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         if changed:
             raise _data_changed(changed, run_dir)
         obj["best"] = dict(best)
+        obj["score_state"] = ckpt.pack_score_state(score_state) if score_state else None
         path = ckpt.checkpoint_path(run_dir, state.step)
         try:
             ckpt.atomic_save(obj, path)
@@ -604,7 +605,13 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
     n_test = sum(test_split.set(sn).num_examples for sn in test_split.metadata.sets)
     score_every_eval = bool(test_split.metadata.provenance.get("builder")) and (n_test <= 100_000
                                                                                or scores_every_eval(dataset))
-    score_state: dict = {}   # kept across the run's evaluations (e.g. ARC's vote accumulation)
+    score_state: dict = {}   # kept across the run's evaluations (e.g. ARC's vote accumulation), and checkpointed
+    if saved is not None and saved.get("score_state"):
+        try:
+            score_state.update(ckpt.unpack_score_state(saved["score_state"]))
+        except Exception as e:  # noqa: BLE001  (a crafted or damaged file: refuse in one line)
+            raise BadInput(f"{run_dir}: malformed hrm-train checkpoint: its task-score state is unusable "
+                           f"({type(e).__name__})") from None
     if cfg.get("accumulate_votes") is not None:  # overrides the dataset's choice (TRM's evaluator: on)
         score_state["accumulate_votes"] = bool(cfg["accumulate_votes"])
     eval_count = [0]

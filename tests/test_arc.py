@@ -353,6 +353,97 @@ def test_votes_accumulate_across_evaluations_when_asked(tmp_path):
     assert b.score(ds, "test", bad, evaluation=2, state={})["pass@2"] == 0.0
 
 
+def test_accumulated_votes_keep_two_grids_per_input_and_a_rising_answer_brings_its_own(tmp_path):
+    """Only the two best candidates' grids are kept across evaluations (bounded memory and
+    checkpoints); an answer outside them can rise only by getting votes, and its grid comes with them."""
+    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": {"b": task(3)}})
+    b = ARC()
+    build(b, tmp_path / "d", {"source": f"dir:{root}", "num_aug": 2, "accumulate_votes": True}, progress=False)
+    ds = Dataset(tmp_path / "d")
+    y = np.asarray(ds.test.set("all").labels).copy()
+
+    side = ds.test.side_table()
+
+    def const(colour):   # a 1 x 1 grid of one colour as each row's version would predict it
+        out = []
+        for r in range(len(y)):
+            t, perm = int(side["transform"][r]), np.array([int(c) for c in side["permutation"][r]])
+            out.append(encode_grid(dihedral(perm[np.array([[colour]])], t)))
+        return np.stack(out)
+
+    state, out = {}, tmp_path / "run"
+    b.score(ds, "test", y, evaluation=0, state=state, out_dir=out)         # right: 3 votes
+    b.score(ds, "test", const(5), evaluation=1, state=state, out_dir=out)  # A: 3 votes, seen second
+    b.score(ds, "test", const(7), evaluation=2, state=state, out_dir=out)  # B: 3 votes, third: grid dropped
+    inputs = len({k[0] for k in state["arc_votes"]})
+    assert len(state["arc_votes"]) == 3 * inputs and len(state["arc_grids"]) == 2 * inputs
+    r = b.score(ds, "test", const(7), evaluation=3, state=state, out_dir=out)   # B: 6 votes, now first
+    assert r["pass@1"] == 0.0 and r["pass@2"] == 1.0 and len(state["arc_grids"]) == 2 * inputs
+    sub = json.loads((out / "submission.json").read_text())
+    raw = json.loads((root / "evaluation" / "b.json").read_text())
+    assert sub["b"][0]["attempt_1"] == [[7]] and sub["b"][0]["attempt_2"] == raw["test"][0]["output"]
+
+
+def test_score_state_survives_a_checkpoint_round_trip(tmp_path):
+    import io
+
+    import torch
+
+    from hrm_model.checkpoint import pack_score_state, unpack_score_state
+    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": {"b": task(3), "c": task(4)}})
+    b = ARC()
+    build(b, tmp_path / "d", {"source": f"dir:{root}", "num_aug": 3, "accumulate_votes": True}, progress=False)
+    ds = Dataset(tmp_path / "d")
+    y = np.asarray(ds.test.set("all").labels).copy()
+    rng = np.random.default_rng(0)
+    preds = [np.where(rng.random(y.shape) < 0.02, 3, y).astype(np.uint8) for _ in range(3)]
+    state = {}
+    for i, p in enumerate(preds[:2]):
+        b.score(ds, "test", p, q_halt=rng.normal(size=len(y)), evaluation=i, state=state)
+    buf = io.BytesIO()
+    torch.save(pack_score_state(state), buf)
+    buf.seek(0)
+    restored = unpack_score_state(torch.load(buf, weights_only=True))
+    q = rng.normal(size=len(y))
+    a = b.score(ds, "test", preds[2], q_halt=q, evaluation=2, state=state, out_dir=tmp_path / "a")
+    c = b.score(ds, "test", preds[2], q_halt=q, evaluation=2, state=restored, out_dir=tmp_path / "c")
+    assert a == c and state["arc_votes"] == restored["arc_votes"]
+    assert (tmp_path / "a" / "submission.json").read_bytes() == (tmp_path / "c" / "submission.json").read_bytes()
+
+
+def test_a_resumed_arc_run_keeps_the_votes_of_evaluations_before_the_kill(small_dir, tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    from hrm_model import checkpoint as ckpt
+    _, ds = run_build(f"dir:{small_dir}", tmp_path / "d", num_aug=1, accumulate_votes=True)
+    runs = tmp_path / "runs"
+    common = [*TINY, "global_batch_size=8", "epochs=3", "eval_interval=1", f"runs_dir={runs}", "progress=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def hrm_train(*args):
+        return subprocess.run([sys.executable, "-m", "hrm_model.cli", *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=300)
+    r = hrm_train(ds.path, *common, "run_name=ref")
+    assert r.returncode == 0, r.stderr[-2000:]
+    first_eval = int(next(l for l in r.stdout.splitlines() if l.startswith("eval step")).split()[2])
+    r = hrm_train(ds.path, *common, "run_name=killed", f"debug_sigkill_at_step={first_eval + 1}")
+    assert r.returncode != 0
+    r = hrm_train("--resume", runs / "killed")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    def final(run):
+        obj = ckpt.load(ckpt.latest_checkpoint(runs / run))
+        lines = [json.loads(l) for l in (runs / run / "metrics.jsonl").read_text().splitlines()]
+        lines = [(m["step"], m["task"]) for m in lines if m["type"] == "eval"]
+        return ckpt.unpack_score_state(obj["score_state"]), lines
+
+    (sa, la), (sb, lb) = final("ref"), final("killed")
+    assert sum(v[0] for v in sa["arc_votes"].values()) == 3 * len(np.asarray(ds.test.set("all").labels))
+    assert sa["arc_votes"] == sb["arc_votes"] and la[-1] == lb[-1]
+    assert (runs / "ref" / "submission.json").read_bytes() == (runs / "killed" / "submission.json").read_bytes()
+
+
 # ----------------------------------------------------------------------------- show and training
 
 def test_show_draws_the_arc_palette(small_dir, tmp_path):

@@ -204,6 +204,7 @@ def test_malformed_checkpoints_are_refused_everywhere(ds, tmp_path):
         "no_config": dict(config=_DROP),
         "optimizers_junk": dict(optimizers=[1]),
         "rng_junk": dict(ranks=[{"rng": {"torch": torch.zeros(3)}, "carry": None}]),
+        "score_state_junk": dict(score_state=[1, 2]),
     }
     for name, change in cases.items():
         path = _crafted(tmp_path, name + ".pt", **change)
@@ -219,6 +220,12 @@ def test_malformed_checkpoints_are_refused_everywhere(ds, tmp_path):
         os.replace(path, ckpt.checkpoint_path(run, 3))
         line = one_line_error(cli("--resume", run), 2)
         assert "malformed" in line or "no readable checkpoint" in line, (name, line)
+    # a task-score state that is a mapping but no packed state: only resume reads it, and refuses
+    run = tmp_path / "resume_score_state_packed_junk"
+    (run / "checkpoints").mkdir(parents=True)
+    os.replace(_crafted(tmp_path, "x.pt", score_state={"__packed_table__": True}), ckpt.checkpoint_path(run, 3))
+    line = one_line_error(cli("--resume", run), 2)
+    assert "malformed" in line and "task-score state" in line, line
 
 
 class _System:
