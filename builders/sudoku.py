@@ -277,7 +277,10 @@ class LineIndex:
                 f.seek(j * self.BLOCK)
                 nl = np.flatnonzero(np.frombuffer(f.read(self.BLOCK), np.uint8) == 10)
                 mine = want[block == j]
-                out[mine] = j * self.BLOCK + nl[lines[mine] - self.cum[j] - 1] + 1
+                k = lines[mine] - self.cum[j] - 1
+                if len(nl) != self.cum[j + 1] - self.cum[j]:
+                    raise CSVError(f"{self.path}: changed while it was read; run the build again")
+                out[mine] = j * self.BLOCK + nl[k] + 1
         return out
 
 
@@ -295,7 +298,7 @@ def read_lines_at(path: str | Path, n: int, rows: np.ndarray, index: LineIndex |
     C = n * n
     rows = np.asarray(rows, np.int64)
     if rows.size and int(rows.max()) + 1 >= index.lines:
-        raise CSVError(f"{path}: has no data row {int(rows.max()) + 2} (the file changed while it was read?)")
+        raise CSVError(f"{path}: has no line {int(rows.max()) + 2} (the file changed while it was read?)")
     los, his = index.starts(rows + 1), index.starts(rows + 2)
     q = np.empty((rows.size, C), np.uint8)
     a = np.empty((rows.size, C), np.uint8)

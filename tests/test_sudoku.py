@@ -491,3 +491,12 @@ def test_line_index_finds_every_line_start(tmp_path, monkeypatch, block):
         assert li.lines == len(want), text
         assert li.starts(np.arange(len(want) + 1)).tolist() == want + [len(text)], text
         assert S.count_rows(p) == max(0, len(want) - 1)
+
+
+def test_line_index_of_a_file_changed_after_counting_is_one_line_error(tmp_path):
+    p = tmp_path / "train.csv"
+    p.write_bytes(b"h\n" + b"a\n" * 100)
+    li = S.LineIndex(p)
+    p.write_bytes(b"h\n" + b"abc" * 100)        # the counted newlines are gone
+    with pytest.raises(S.CSVError, match="changed while it was read"):
+        li.starts(np.array([5]))
