@@ -356,8 +356,10 @@ def apply_symmetries_many(grids: Sequence[np.ndarray], cell_map: np.ndarray, dig
     M = cell_map.shape[0]
     src = np.arange(M, dtype=np.intp) if source is None else np.asarray(source, np.intp)
     outs = [np.empty((M, C), g.dtype) for g in gs]
-    if BACKEND == "numba":   # compiled already (the generator's solver); never imported for this alone:
-        for g, out in zip(gs, outs):   # the blocked numpy gathers cost less than importing numba
+    # The numba kernel only when the generator's solver has loaded numba already: for this
+    # alone, importing numba costs more than the blocked numpy gathers below.
+    if BACKEND == "numba":
+        for g, out in zip(gs, outs):
             _apply(g, src, cell_map, digit_map, offset, out)
         return outs
     W = digit_map.shape[1] + offset          # one lookup row per transform: value v -> lut[m, v]
