@@ -42,13 +42,37 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; one-line message for the user."""
 
 
+class _WriteErrors:
+    """A file wrapper that keeps the OSError of a failed write: torch's zip writer turns it into a
+    RuntimeError ("unexpected pos ...") that no longer says the disk is full."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, b):
+        try:
+            return self.f.write(b)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            w = _WriteErrors(f)
+            try:
+                torch.save(obj, w)
+            except RuntimeError:
+                if w.error is not None:   # the disk filled (or failed) under torch: say that
+                    raise w.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -19,6 +19,7 @@ with --debug or HRM_DEBUG=1 for the traceback), 130 interrupted (a checkpoint is
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -134,26 +135,36 @@ def train_cmd(args, config_file, resume, eval_only, checkpoint, out) -> None:
 
     from . import train as T
     if resume is not None:
-        from .runfiles import newest_checkpoint, resume_config
+        from .runfiles import RunLock, newest_checkpoint, resume_config
         run_dir = Path(resume)
         if not run_dir.is_dir() or not (run_dir / "checkpoints").exists() and not (run_dir / "config.yaml").exists():
             raise BadInput(f"{resume}: not a run folder (no checkpoints/ or config.yaml)")
-        try:  # the checkpoint's config is the truth; config.yaml is only compared
-            saved, _ = newest_checkpoint(run_dir, click.echo, T.BadInput)
-            flat, notes = resume_config(run_dir, saved, file_flat, overrides, T.BadInput)
+        # before reading anything: another hrm-train may be writing this run (rank 0 holds the lock)
+        lock = None
+        try:
+            lock = RunLock(run_dir, T.BadInput) if os.environ.get("RANK", "0") == "0" else None
         except T.TrainError as e:
             _fail(e)
-        except T.ckpt.CheckpointError as e:
-            raise BadInput(f"{resume}: {e}") from None
-        data = data or saved.get("data_path")
         try:
-            validate_values(flat)
-        except ConfigError as e:
-            raise BadInput(str(e)) from None
-        try:
-            T.run(data, unflatten(flat), resume=resume, echo=click.echo, notes=notes, resume_state=saved)
-        except T.TrainError as e:
-            _fail(e)
+            try:  # the checkpoint's config is the truth; config.yaml is only compared
+                saved, _ = newest_checkpoint(run_dir, click.echo, T.BadInput)
+                flat, notes = resume_config(run_dir, saved, file_flat, overrides, T.BadInput)
+            except T.TrainError as e:
+                _fail(e)
+            except T.ckpt.CheckpointError as e:
+                raise BadInput(f"{resume}: {e}") from None
+            data = data or saved.get("data_path")
+            try:
+                validate_values(flat)
+            except ConfigError as e:
+                raise BadInput(str(e)) from None
+            try:
+                T.run(data, unflatten(flat), resume=resume, echo=click.echo, notes=notes, resume_state=saved, lock=lock)
+            except T.TrainError as e:
+                _fail(e)
+        finally:
+            if lock is not None:
+                lock.release()   # T.run released it already; a failure before it did not
         return
 
     import torch

@@ -219,3 +219,40 @@ def resume_config(run_dir: Path, saved: dict, file_flat: dict[str, Any], overrid
     flat.update(file_flat)
     flat.update(overrides)
     return flat, notes
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the life of one hrm-train (``flock`` on its ``.lock``
+    file), so two processes never write one run's checkpoints and metrics.jsonl in turn: a second
+    start with the same run_name, or a second ``--resume``, stops with a one-line error. The kernel
+    drops the lock when the process ends, however it ends; the file itself stays (removing it
+    would race with the next lock). A no-op where flock does not exist."""
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path, error: type[Exception]):
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:   # not POSIX
+            return
+        path = Path(run_dir) / self.NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            raise error(f"{path}: cannot open the run's lock file ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise error(f"{run_dir}: another hrm-train (pid {holder}) is using this run folder; wait for it to "
+                        "finish or stop it (Ctrl-C writes a checkpoint), then resume") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # closing drops the flock
+            self.fd = None

@@ -318,12 +318,14 @@ def _optimizers(model, cfg: dict[str, Any], world_size: int):
 
 
 def run(data_path: str | os.PathLike | None, cfg: dict[str, Any], *, resume: str | os.PathLike | None = None,
-        echo: Callable[[str], None] = print, notes: list[str] = (), resume_state: dict | None = None) -> Path:
+        echo: Callable[[str], None] = print, notes: list[str] = (), resume_state: dict | None = None,
+        lock: runfiles.RunLock | None = None) -> Path:
     """Train (or resume) a run; returns the run folder. Raises TrainError on failure.
 
-    ``resume_state``: the checkpoint dict of ``resume`` when the caller already loaded it."""
+    ``resume_state``: the checkpoint dict of ``resume`` when the caller already loaded it;
+    ``lock``: the run folder's lock when the caller took it first (released here at the end)."""
+    where: dict[str, Any] = {"lock": lock}  # the run folder, once known (for the disk-full message), its lock
     dctx = setup_distributed(cfg.get("device", "auto"))
-    where: dict[str, Path] = {}  # the run folder, once known: for the disk-full message
     try:
         return _run(data_path, cfg, resume, echo, list(notes), dctx, resume_state, where)
     except OSError as e:
@@ -336,6 +338,8 @@ def run(data_path: str | os.PathLike | None, cfg: dict[str, Any], *, resume: str
                                 else "start the run again"), 1) from None
         raise
     finally:
+        if where.get("lock") is not None:
+            where["lock"].release()
         if dctx.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -344,6 +348,7 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
          where: dict | None = None) -> Path:
     main = dctx.is_main
     say = echo if main else (lambda *_: None)
+    where = where if where is not None else {}
     for n in notes:
         say(f"note: {n}")
 
@@ -355,6 +360,8 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise BadInput(f"{run_dir}: not a run folder")
+        if main and where.get("lock") is None:   # before reading: another hrm-train may be writing this run
+            where["lock"] = runfiles.RunLock(run_dir, BadInput)
         saved = resume_state if resume_state is not None else runfiles.newest_checkpoint(run_dir, say, BadInput)[0]
         resumed_tag = saved.get("tag")
         if data_path is None:
@@ -430,6 +437,15 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                     name = str(run_dir_c)
                 except OSError as e:
                     name = ("error", str(_cannot_create(run_dir_c, e, "runs_dir")))
+            if isinstance(name, str):   # two starts with one run_name: the second stops here
+                try:
+                    where["lock"] = runfiles.RunLock(run_dir_c, BadInput)
+                except BadInput as e:
+                    name = ("error", str(e))
+                else:
+                    if cfg["run_name"] and (run_dir_c / "config.yaml").exists():   # written meanwhile
+                        name = ("error", f"{run_dir_c}: run already exists; continue it with "
+                                         f"`hrm-train --resume {run_dir_c}` or choose another run_name")
         name = _broadcast_obj(name, dctx)
         if isinstance(name, (tuple, list)):
             raise BadInput(name[1])

@@ -216,3 +216,28 @@ def test_load_refuses_files_that_need_pickle_code(tmp_path, capsys):
     with pytest.raises(ckpt.CheckpointError, match="unreadable"):
         (tmp_path / "bad").write_bytes(b"nope")
         ckpt.load(tmp_path / "bad")
+
+
+def test_a_disk_that_fills_inside_torch_save_is_reported_as_disk_full(tmp_path, monkeypatch):
+    """torch's zip writer turns a failed write into RuntimeError("unexpected pos ..."); the save
+    must raise the write's own OSError (ENOSPC), so the trainer says "No space left", and leave
+    no temp file."""
+    import errno
+    real = ckpt._WriteErrors.write
+    written = [0]
+
+    def failing(self, b):
+        written[0] += len(b)
+        if written[0] > 2000:
+            self.f.write(b"")
+            e = OSError(errno.ENOSPC, "No space left on device")
+            self.error = self.error or e
+            raise e
+        return real(self, b)
+
+    monkeypatch.setattr(ckpt._WriteErrors, "write", failing)
+    p = tmp_path / "c" / "x.pt"
+    with pytest.raises(OSError) as info:
+        ckpt.atomic_save({"a": torch.zeros(4096)}, p)
+    assert info.value.errno == errno.ENOSPC
+    assert list(p.parent.iterdir()) == []

@@ -401,3 +401,38 @@ def test_a_folder_where_metrics_jsonl_belongs_is_bad_input(ds, tmp_path):
     (tmp_path / "m" / "metrics.jsonl").mkdir(parents=True)
     line = one_line_error(cli(ds, *TINY, *COMMON, f"runs_dir={tmp_path}", "run_name=m"), 2)
     assert "metrics.jsonl: cannot append (Is a directory)" in line
+
+
+def test_a_second_hrm_train_on_a_running_run_stops_in_one_line(ds, tmp_path):
+    """Two processes never write one run in turn: while a run trains, a --resume of it stops with
+    exit 2 naming the running process; a start that races another for a new run_name does too;
+    the lock goes with the process (here: Ctrl-C)."""
+    common = [*TINY, "global_batch_size=16", "epochs=400", "eval_interval=200", f"runs_dir={tmp_path}",
+              "progress=false"]
+    p = subprocess.Popen([sys.executable, "-m", "hrm_model.cli", str(ds), *common, "run_name=busy"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    metrics = tmp_path / "busy" / "metrics.jsonl"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and p.poll() is None and not (metrics.exists() and '"train"' in metrics.read_text()):
+            time.sleep(0.05)
+        assert p.poll() is None, p.communicate()[1][-2000:]
+        line = one_line_error(cli("--resume", tmp_path / "busy"), 2)
+        assert "another hrm-train" in line and f"pid {p.pid}" in line, line
+        assert "run already exists" in one_line_error(cli(ds, *common, "run_name=busy"), 2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=90)
+    assert p.returncode == 130, err[-2000:]
+    runfiles.RunLock(tmp_path / "busy", RuntimeError).release()   # free again once the process is gone
+    # a start racing another for a new run folder (the other holds the lock, config.yaml not yet written)
+    (tmp_path / "race").mkdir()
+    held = runfiles.RunLock(tmp_path / "race", RuntimeError)
+    try:
+        line = one_line_error(cli(ds, *common, "run_name=race"), 2)
+        assert "another hrm-train" in line and f"pid {os.getpid()}" in line, line
+        assert not (tmp_path / "race" / "config.yaml").exists()
+    finally:
+        held.release()
+    r = cli(ds, *TINY, "global_batch_size=16", "epochs=1", f"runs_dir={tmp_path}", "progress=false", "run_name=race")
+    assert r.exit_code == 0, r.output
