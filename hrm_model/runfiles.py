@@ -243,11 +243,14 @@ class RunLock:
             raise error(f"{path}: cannot open the run's lock file ({e.strerror or e})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise error(f"{run_dir}: another hrm-train (pid {holder}) is using this run folder; wait for it to "
                         "finish or stop it (Ctrl-C writes a checkpoint), then resume") from None
+        except OSError:   # a filesystem without locks (some network mounts): run unlocked, as before
+            os.close(fd)
+            return
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
