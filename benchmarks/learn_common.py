@@ -14,6 +14,11 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 HRM_DATA, HRM_TRAIN = str(BIN / "hrm-data"), str(BIN / "hrm-train")
 
+# the small HRM the maze and Sudoku learning runs train (smaller than preset=cpu-small)
+SMALL_MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
+               "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0",
+               "arch.forward_dtype=float32", "arch.pos_encodings=rope"]
+
 
 def train_with_budget(data: Path, out: Path, common: list[str], *, batch: int, minutes: float, evals: int,
                       sec_per_step: float | None = None, describe: str = "", probe_epochs: int = 2) -> None:

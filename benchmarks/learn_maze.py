@@ -18,12 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learn_common import HRM_DATA, train_with_budget  # noqa: E402
-
-MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
-         "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0",
-         "arch.forward_dtype=float32", "arch.pos_encodings=rope"]
-
+from learn_common import HRM_DATA, SMALL_MODEL, train_with_budget  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,7 +41,7 @@ def main() -> None:
     subprocess.run([HRM_DATA, "build", "maze", "--out", str(data), "--size", str(a.size), "--count", str(a.count),
                     "--test-count", str(a.test_count), "--min-path", str(a.min_path), "--unique-path", "--aug",
                     "--seed", str(a.seed), "-q"], check=True)
-    common = [str(data), *MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
+    common = [str(data), *SMALL_MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
               "weight_decay=0.1", "beta2=0.95", "progress=false", "log_every=20", f"runs_dir={out / 'runs'}",
               f"cpu_threads={a.threads}", f"seed={a.seed}", *a.extra]
     train_with_budget(data, out, common, batch=a.batch, minutes=a.minutes, evals=a.evals, probe_epochs=1,

@@ -16,12 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from learn_common import HRM_DATA, train_with_budget
-
-MODEL = ["arch.hidden_size=64", "arch.num_heads=2", "arch.expansion=4", "arch.H_layers=2", "arch.L_layers=2",
-         "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0",
-         "arch.forward_dtype=float32", "arch.pos_encodings=rope"]
-
+from learn_common import HRM_DATA, SMALL_MODEL, train_with_budget
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +39,7 @@ def main() -> None:
     subprocess.run([HRM_DATA, "build", "sudoku", "--generate", "--size", "4", "--count", str(a.count),
                     "--test-count", str(a.test_count), "--num-aug", str(a.num_aug), "--out", str(data), "-q"],
                    check=True)
-    common = [str(data), *MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
+    common = [str(data), *SMALL_MODEL, f"global_batch_size={a.batch}", f"lr={a.lr}", "lr_min_ratio=0.1",
               "weight_decay=0.1", "beta2=0.95", "progress=false", "log_every=50",
               f"runs_dir={out / 'runs'}", *(f"cpu_threads={a.threads}",) * bool(a.threads), *a.extra]
     train_with_budget(data, out, common, batch=a.batch, minutes=a.minutes, evals=a.evals,
