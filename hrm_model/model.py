@@ -28,6 +28,19 @@ from hrm_model.sparse_embedding import CastedSparseEmbedding
 # ----------------------------------------------------------------------------------------------
 # Config
 
+def config_from_dict(cls, d: Mapping[str, Any]):
+    """A config dataclass from a plain dict; unknown or missing keys raise ValueError (typos must
+    not pass silently)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+    missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in d)
+    if missing:
+        raise ValueError(f"missing {cls.__name__} keys: {missing}")
+    return cls(**dict(d))
+
+
 @dataclass
 class HRMConfig:
     """Architecture + shape config (the reference's HierarchicalReasoningModel_ACTV1Config)."""
@@ -64,16 +77,7 @@ class HRMConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "HRMConfig":
-        """Build from a plain dict; unknown keys raise ValueError (typos must not pass silently)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown HRMConfig keys: {unknown}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in d)
-        if missing:
-            raise ValueError(f"missing HRMConfig keys: {missing}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

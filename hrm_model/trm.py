@@ -26,7 +26,7 @@ from torch import nn
 
 from hrm_model.layers import Attention, CosSin, SwiGLU, rms_norm
 from hrm_model.model import (HierarchicalReasoningModel_ACTV1, HierarchicalReasoningModel_ACTV1InnerCarry,
-                             HierarchicalReasoningModel_ACTV1ReasoningModule, RecurrentInner)
+                             HierarchicalReasoningModel_ACTV1ReasoningModule, RecurrentInner, config_from_dict)
 
 
 @dataclass
@@ -74,11 +74,7 @@ class TRMConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TRMConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TRMConfig keys: {unknown}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
