@@ -428,30 +428,25 @@ def _run(data_path, cfg, resume, echo, notes, dctx: Dist, resume_state: dict | N
                 run_dir_c = runs_dir / cfg["run_name"]
             else:
                 run_dir_c = _unique_dir(runs_dir, default_run_name(data_path))
-            if cfg["run_name"] and (run_dir_c / "config.yaml").exists():
-                name = ("error", f"{run_dir_c}: run already exists; continue it with "
-                                 f"`hrm-train --resume {run_dir_c}` or choose another run_name")
-            else:
-                try:
-                    run_dir_c.mkdir(parents=True, exist_ok=True)
-                    name = str(run_dir_c)
-                except OSError as e:
-                    name = ("error", str(_cannot_create(run_dir_c, e, "runs_dir")))
-            if isinstance(name, str):   # two starts with one run_name: the second stops here
+            try:
+                run_dir_c.mkdir(parents=True, exist_ok=True)
+                name = str(run_dir_c)
+            except OSError as e:
+                name = ("error", str(_cannot_create(run_dir_c, e, "runs_dir")))
+            if isinstance(name, str):
+                # the lock before the check, so a start racing another for one run_name stops here
                 try:
                     where["lock"] = runfiles.RunLock(run_dir_c, BadInput)
                 except BadInput as e:
                     name = ("error", str(e))
-                else:
-                    if cfg["run_name"] and (run_dir_c / "config.yaml").exists():   # written meanwhile
-                        name = ("error", f"{run_dir_c}: run already exists; continue it with "
-                                         f"`hrm-train --resume {run_dir_c}` or choose another run_name")
+                if cfg["run_name"] and (run_dir_c / "config.yaml").exists():
+                    name = ("error", f"{run_dir_c}: run already exists; continue it with "
+                                     f"`hrm-train --resume {run_dir_c}` or choose another run_name")
         name = _broadcast_obj(name, dctx)
         if isinstance(name, (tuple, list)):
             raise BadInput(name[1])
         run_dir = Path(name)
-    if where is not None:
-        where["run_dir"] = run_dir
+    where["run_dir"] = run_dir
     if main:
         cfg_out = {"data_path": os.path.abspath(data_path), **cfg}
         try:  # atomic: a kill or a full disk never leaves a truncated config.yaml
