@@ -245,7 +245,7 @@ class LineIndex:
 
     def __init__(self, path: str | Path):
         self.path = _csv_path(path)
-        counts, size = [], 0
+        counts, size, last = [], 0, b""
         buf = bytearray(64 * self.BLOCK)
         with open(self.path, "rb") as f:
             while True:
@@ -254,17 +254,11 @@ class LineIndex:
                     break
                 counts += [buf.count(b"\n", a, min(a + self.BLOCK, got)) for a in range(0, got, self.BLOCK)]
                 size += got
+                last = buf[got - 1:got]
         self.size = size
         self.cum = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        newlines = int(self.cum[-1])
         # a line starts at 0 and after every newline but one that ends the file
-        ends_in_newline = size > 0 and self._block(len(self.cum) - 2)[-1:] == b"\n"
-        self.lines = 0 if size == 0 else 1 + newlines - int(ends_in_newline)
-
-    def _block(self, j: int) -> bytes:
-        with open(self.path, "rb") as f:
-            f.seek(j * self.BLOCK)
-            return f.read(self.BLOCK)
+        self.lines = 0 if size == 0 else 1 + int(self.cum[-1]) - (last == b"\n")
 
     def starts(self, lines: np.ndarray) -> np.ndarray:
         """Byte offset where each line starts (``self.size`` for the line after the last)."""
