@@ -363,11 +363,13 @@ def apply_symmetries_many(grids: Sequence[np.ndarray], cell_map: np.ndarray, dig
             _apply(g, src, cell_map, digit_map, offset, out)
         return outs
     W = digit_map.shape[1] + offset          # one lookup row per transform: value v -> lut[m, v]
-    luts = []
+    by_dtype: dict = {}                      # one table per dtype (puzzle and solution share it)
     for g in gs:
-        lut = np.zeros((M, W), g.dtype)
-        lut[:, offset:] = digit_map + offset
-        luts.append(lut.ravel())
+        if g.dtype not in by_dtype:
+            lut = np.zeros((M, W), g.dtype)
+            lut[:, offset:] = digit_map + offset
+            by_dtype[g.dtype] = lut.ravel()
+    luts = [by_dtype[g.dtype] for g in gs]
     flats = [g.ravel() for g in gs]
     row_base = np.arange(_BLOCK_ROWS, dtype=np.intp)[:, None] * W
     for a in range(0, M, _BLOCK_ROWS):
