@@ -401,7 +401,7 @@ def pack_score_state(obj: Any) -> Any:
             cols = [list(c) for c in zip(*vals)]
             packed["columns"] = [torch.tensor(c, dtype=torch.float64) if any(isinstance(x, float) for x in c)
                                  else _int_column(c) for c in cols]
-            packed["columns_signed"] = [all(isinstance(x, float) for x in c) or min(c) < 0 for c in cols]
+            packed["columns_signed"] = [min(c) < 0 for c in cols]   # read for int columns only
             return packed
     return {k: pack_score_state(v) for k, v in obj.items()}
 
