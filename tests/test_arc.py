@@ -336,12 +336,15 @@ def test_score_perfect_planted_mistakes_ties_hrm_and_trm(tmp_path):
     assert r["pass@2"] == 0.5 and r["trm_pass@2"] == 0.5 and r["pass@10"] == 1.0
 
 
+def _voting_build(tmp_path, evaluation, num_aug):
+    """A build that accumulates votes: (builder, dataset, its test labels, the source folder)."""
+    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": evaluation})
+    b, ds = run_build(f"dir:{root}", tmp_path / "d", num_aug=num_aug, accumulate_votes=True)
+    return b, ds, np.asarray(ds.test.set("all").labels).copy(), root
+
+
 def test_votes_accumulate_across_evaluations_when_asked(tmp_path):
-    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": {"b": task(3)}})
-    b = ARC()
-    build(b, tmp_path / "d", {"source": f"dir:{root}", "num_aug": 2, "accumulate_votes": True}, progress=False)
-    ds = Dataset(tmp_path / "d")
-    y = np.asarray(ds.test.set("all").labels).copy()
+    b, ds, y, _ = _voting_build(tmp_path, {"b": task(3)}, num_aug=2)
     wrong = np.zeros(900, np.uint8)
     wrong[:2] = [2, 1]                 # a 1 x 1 grid of colour 0: the same answer in every version
     bad = np.stack([wrong] * len(y))
@@ -356,12 +359,7 @@ def test_votes_accumulate_across_evaluations_when_asked(tmp_path):
 def test_accumulated_votes_keep_two_grids_per_input_and_a_rising_answer_brings_its_own(tmp_path):
     """Only the two best candidates' grids are kept across evaluations (bounded memory and
     checkpoints); an answer outside them can rise only by getting votes, and its grid comes with them."""
-    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": {"b": task(3)}})
-    b = ARC()
-    build(b, tmp_path / "d", {"source": f"dir:{root}", "num_aug": 2, "accumulate_votes": True}, progress=False)
-    ds = Dataset(tmp_path / "d")
-    y = np.asarray(ds.test.set("all").labels).copy()
-
+    b, ds, y, root = _voting_build(tmp_path, {"b": task(3)}, num_aug=2)
     side = ds.test.side_table()
 
     def const(colour):   # a 1 x 1 grid of one colour as each row's version would predict it
@@ -390,11 +388,7 @@ def test_score_state_survives_a_checkpoint_round_trip(tmp_path):
     import torch
 
     from hrm_model.checkpoint import pack_score_state, unpack_score_state
-    root = write_dir(tmp_path / "arc", {"training": {"t": task(1)}, "evaluation": {"b": task(3), "c": task(4)}})
-    b = ARC()
-    build(b, tmp_path / "d", {"source": f"dir:{root}", "num_aug": 3, "accumulate_votes": True}, progress=False)
-    ds = Dataset(tmp_path / "d")
-    y = np.asarray(ds.test.set("all").labels).copy()
+    b, ds, y, _ = _voting_build(tmp_path, {"b": task(3), "c": task(4)}, num_aug=3)
     rng = np.random.default_rng(0)
     preds = [np.where(rng.random(y.shape) < 0.02, 3, y).astype(np.uint8) for _ in range(3)]
     state = {}
@@ -413,8 +407,6 @@ def test_score_state_survives_a_checkpoint_round_trip(tmp_path):
 
 def test_a_resumed_arc_run_keeps_the_votes_of_evaluations_before_the_kill(small_dir, tmp_path):
     pytest.importorskip("torch")
-    import torch
-
     from hrm_model import checkpoint as ckpt
     _, ds = run_build(f"dir:{small_dir}", tmp_path / "d", num_aug=1, accumulate_votes=True)
     runs = tmp_path / "runs"
